@@ -248,3 +248,17 @@ def test_torch_projector_matches_scipy_and_has_the_adjoint_gradient() -> None:
 def test_bad_input_raises_a_clear_error(call, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_noise_follows_inverse_square_root_of_dose():
+    """Photon statistics: SD ~ dose**-0.5, so the log-log slope is -0.5 and quarter dose doubles the SD."""
+    result = ct.noise_vs_dose(64, [1.0, 0.5, 0.25, 0.125], seeds=range(3))
+    mean_sd = result["sd"].mean(axis=1)
+    slope = np.polyfit(np.log(result["dose"]), np.log(mean_sd), 1)[0]
+    assert abs(slope + 0.5) < 0.05
+    assert 1.8 <= mean_sd[2] / mean_sd[0] <= 2.2
+
+
+def test_noise_vs_dose_rejects_empty_input():
+    with pytest.raises(ValueError, match="at least one dose"):
+        ct.noise_vs_dose(64, [], seeds=[0])

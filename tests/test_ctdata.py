@@ -194,3 +194,18 @@ def test_build_dataset_computes_once_then_loads(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*.pt")) == entries  # loaded, not recomputed
     ctdata.build_dataset(dataclasses.replace(config, dose=0.5), seed=0, root=tmp_path, progress=False)
     assert len(list(tmp_path.rglob("*.pt"))) == len(entries) + 1
+
+
+def test_get_pairs_reads_a_real_dicom_tree_like_the_simulation(tmp_path):
+    """One downstream path: a Mayo tree written from simulated pairs loads back to the same mapping."""
+    from glassbox.ctdata import get_pairs
+    from glassbox.dicom import write_mayo_tree
+
+    pairs = ctdata.simulate_patients(32, 2, 2, seed=1)
+    rounded = {pid: (np.round(low), np.round(full)) for pid, (low, full) in pairs.items()}
+    write_mayo_tree(tmp_path, rounded, pixel_mm=12.5)
+    loaded = get_pairs(CTDataConfig(n=32), data_dir=tmp_path, progress=False)
+    assert sorted(loaded) == sorted(pairs)
+    for pid, (low, full) in rounded.items():
+        np.testing.assert_array_equal(loaded[pid][0], np.clip(low, -1024, None))
+        np.testing.assert_array_equal(loaded[pid][1], np.clip(full, -1024, None))

@@ -39,7 +39,7 @@ from glassbox import ct, phantoms
 __all__ = [
     "HU_OFFSET", "HU_SCALE", "SPLITS", "CTDataConfig", "PROFILES", "Pairs",
     "normalize", "denormalize", "patient_ids", "simulate_patients", "split_patients", "random_patches",
-    "PairedCTDataset", "build_dataset", "make_datasets",
+    "PairedCTDataset", "build_dataset", "get_pairs", "make_datasets",
 ]
 
 HU_OFFSET = 1000.0
@@ -175,6 +175,20 @@ def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = No
                                  contrast=config.contrast, progress=progress)
 
     return get_or_compute("ct-dataset", asdict(config) | {"seed": seed}, compute, root=root, progress=progress)
+
+
+def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None = None, *,
+              progress: bool = True, **dicom_options: Any) -> Pairs:
+    """The chapter's paired slices: simulated (``data_dir=None``) or read from a real DICOM tree.
+
+    One downstream path serves both: real Mayo / TCIA trees load through :func:`glassbox.dicom.load_pairs`
+    into the same ``{patient: (low, full)}`` mapping the simulator returns.
+    """
+    if data_dir is None:
+        return build_dataset(config, seed, progress=progress)
+    from glassbox.dicom import load_pairs
+
+    return load_pairs(data_dir, **dicom_options)
 
 
 # --- splits ---------------------------------------------------------------------------------------------------
