@@ -93,3 +93,14 @@ def load_all() -> dict[str, dict[str, Any]]:
     """Every chapter's results file, by chapter name."""
     folder = results_dir()
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.exists() else {}
+
+
+def glue(name: str, value: Any) -> None:
+    """Make a computed number quotable in the prose (``{glue:text}`name:.2f```), as plain Python.
+
+    MyST-NB formats glued numbers from their ``repr``; a NumPy scalar's repr (``np.float64(2.0)``) cannot
+    be formatted and the book build warns, so values pass through :func:`to_jsonable` first.
+    """
+    from myst_nb import glue as _glue
+
+    _glue(name, to_jsonable(value), display=False)
