@@ -60,6 +60,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
 # table lives and is the one list of chapters. Tables are imported lazily to keep this module light.
 CHAPTERS: dict[str, str] = {
     "data": "glassbox.ctdata:PROFILES",
+    "pixelwise": "glassbox.pixelwise:PROFILES",
 }
 
 
