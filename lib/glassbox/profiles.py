@@ -61,6 +61,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
 CHAPTERS: dict[str, str] = {
     "data": "glassbox.ctdata:PROFILES",
     "pixelwise": "glassbox.pixelwise:PROFILES",
+    "kspace": "glassbox.kspace_experiment:PROFILES",
 }
 
 

@@ -1,0 +1,313 @@
+"""Tests of the learnable k-space sampling layer and the fixed masks (glassbox.kspace)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glassbox.kspace import (SAMPLE_COLUMN, FixedMaskSampler, KSpaceSampler, apply_mask, centre_mask, centre_order,
+                             check_rate, fastmri_center_fraction, fft2c, ifft2c, init_logit, random_mask)
+
+
+def _image(seed: int = 0, shape=(2, 1, 16, 16), dtype=torch.float32) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# ---------------------------------------------------------------- FFT and the mask pipeline
+
+
+def test_centred_fft_matches_numpy_and_round_trips():
+    x = _image(1, dtype=torch.float64)
+    ref = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x.numpy(), axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    assert np.allclose(fft2c(x).numpy(), ref, atol=1e-12)
+    assert torch.allclose(ifft2c(fft2c(x)).real, x, atol=1e-12)
+    # DC sits at (H//2, W//2) and equals sum / sqrt(HW) (orthonormal)
+    assert torch.allclose(fft2c(x)[..., 8, 8].real, x.sum(dim=(-2, -1)) / 16, atol=1e-12)
+    # Parseval
+    assert torch.allclose((fft2c(x).abs() ** 2).sum(), (x ** 2).sum())
+
+
+def test_all_ones_mask_is_identity():
+    x = _image(2, (3, 1, 32, 32))
+    assert torch.allclose(apply_mask(x, torch.ones(32, 1)), x, atol=1e-6)
+    sampler = FixedMaskSampler(32, torch.ones(32))
+    assert torch.allclose(sampler(x), x, atol=1e-6)
+    full = KSpaceSampler(32, 1.0)
+    full.train()
+    assert torch.allclose(full(x), x, atol=1e-6)
+    full.eval()
+    assert torch.allclose(full(x), x, atol=1e-6)
+    assert full.rates()["expected"] == 1.0 and full.rates()["eval"] == 1.0
+
+
+def test_symmetric_line_mask_gives_real_output_and_dropping_dc_zeroes_the_mean():
+    x = _image(3, (1, 1, 16, 16), dtype=torch.float64)
+    m = torch.zeros(16)
+    m[[8, 5, 11]] = 1.0  # DC and a pair k, -k (centred rows 8 +- 3)
+    y = ifft2c(fft2c(x) * m[:, None])
+    assert y.imag.abs().max() < 1e-12
+    no_dc = torch.ones(16)
+    no_dc[8] = 0.0
+    assert abs(float(ifft2c(fft2c(x) * no_dc[:, None]).real.mean())) < 1e-12
+
+
+# ---------------------------------------------------------------- initialisation and rates
+
+
+def test_column_zero_has_probability_rate_and_the_papers_second_column_has_one_minus_rate():
+    for rate in (0.1, 0.24, 0.5, 0.8):
+        logits = torch.tensor([init_logit(rate), 0.0])
+        p = torch.softmax(logits, dim=0)
+        assert math.isclose(float(p[SAMPLE_COLUMN]), rate, abs_tol=1e-6)
+        assert math.isclose(float(p[1 - SAMPLE_COLUMN]), 1 - rate, abs_tol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rate=st.floats(0.02, 0.98), n_center=st.integers(0, 4))
+def test_expected_rate_at_init_equals_rate(rate, n_center):
+    if n_center >= rate * 64:
+        with pytest.raises(ValueError, match="n_center"):
+            KSpaceSampler(64, rate, n_center=n_center)
+        return
+    sampler = KSpaceSampler(64, rate, n_center=n_center)
+    assert math.isclose(sampler.expected_rate(), rate, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.24, 0.7])
+@pytest.mark.parametrize("temperature", [0.1, 1.0, 10.0])
+def test_mean_hard_draw_equals_rate_at_any_temperature(rate, temperature):
+    sampler = KSpaceSampler(64, rate, temperature=temperature, seed=1)
+    draws = sampler.sample_units(1000)
+    assert set(torch.unique(draws.detach()).tolist()) <= {0.0, 1.0}
+    tolerance = 4 * math.sqrt(rate * (1 - rate) / draws.numel())
+    assert abs(float(draws.detach().mean()) - rate) < tolerance
+
+
+def test_always_on_centre_lines_are_always_sampled_and_keep_the_rate():
+    sampler = KSpaceSampler(32, 0.3, n_center=4, seed=2)
+    draws = sampler.sample_units(2000).detach()
+    centre = centre_order(32, "line")[:4]
+    assert torch.all(draws[:, centre] == 1)
+    assert sampler.fixed.sum() == 4 and set(centre.tolist()) == {14, 15, 16, 17}
+    assert abs(float(draws.mean()) - 0.3) < 4 * math.sqrt(0.3 * 0.7 / draws.numel())
+    sampler.eval()
+    assert torch.all(sampler.eval_units()[centre] == 1)
+
+
+def test_point_mode_has_one_logit_per_kspace_point():
+    sampler = KSpaceSampler((16, 8), 0.25, unit="point", seed=0)
+    assert sampler.logits.shape == (128, 2)
+    x = _image(4, (2, 1, 16, 8))
+    sampler.eval()
+    mask = sampler.mask()
+    assert mask.shape == (16, 8) and int(mask.sum()) == 32
+    assert torch.allclose(sampler(x), apply_mask(x, mask))
+
+
+# ---------------------------------------------------------------- gradients and evaluation
+
+
+def test_straight_through_gradients_reach_the_logits():
+    sampler = KSpaceSampler(32, 0.3, seed=0)
+    sampler.train()
+    x = _image(5, (4, 1, 32, 32))
+    out = sampler(x)
+    assert out.shape == x.shape and torch.all(out >= 0)
+    weights = torch.rand(32, 32, generator=torch.Generator().manual_seed(9))
+    (out * weights).sum().backward()
+    grad = sampler.logits.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    assert (grad.abs() > 0).sum() >= 28  # every line gets signal from some image of the batch
+    # softmax is shift invariant: the two columns' gradients cancel per line
+    assert grad.sum(dim=1).abs().max() < 1e-5
+
+
+def test_forward_mask_is_exactly_binary_and_soft_samples_sharpen_as_temperature_falls():
+    sampler = KSpaceSampler(64, 0.3, seed=3)
+    mean_max = []
+    for tau in (10.0, 1.0, 0.1, 0.01):
+        sampler.temperature = tau
+        gumbel = -torch.log(-torch.log(torch.rand(2000, 64, 2, generator=torch.Generator().manual_seed(1))))
+        soft = torch.softmax((sampler.logits.detach() + gumbel) / tau, dim=-1)
+        mean_max.append(float(soft.max(dim=-1).values.mean()))
+    assert all(a < b for a, b in zip(mean_max, mean_max[1:]))
+    assert mean_max[-1] > 0.99
+
+
+def test_evaluation_mode_is_deterministic_top_k():
+    sampler = KSpaceSampler(32, 0.25, seed=0)
+    with torch.no_grad():
+        sampler.logits[:, SAMPLE_COLUMN] = torch.linspace(-2, 2, 32)
+    sampler.eval()
+    x = _image(6, (3, 1, 32, 32))
+    first, second = sampler(x), sampler(x)
+    assert torch.equal(first, second)
+    k = round(sampler.expected_rate() * 32)
+    assert int(sampler.eval_units().sum()) == k
+    assert torch.equal(sampler.eval_units().nonzero().squeeze(1), torch.arange(32 - k, 32))
+    # the evaluation mask does not depend on the noise generator
+    sampler.reseed(123)
+    assert torch.equal(sampler(x), first)
+
+
+def test_evaluation_mask_at_initialisation_is_the_centre_not_all_or_nothing():
+    sampler = KSpaceSampler(64, 0.24).eval()
+    assert torch.equal(sampler.eval_units(), centre_mask(64, 0.24))
+    assert int(sampler.eval_units().sum()) == round(0.24 * 64)
+
+
+def test_training_draws_are_reproducible_from_the_seed_and_ignore_global_rng():
+    a, b = KSpaceSampler(32, 0.4, seed=7), KSpaceSampler(32, 0.4, seed=7)
+    torch.manual_seed(0)
+    da = a.sample_units(5)
+    torch.manual_seed(1)
+    db = b.sample_units(5)
+    assert torch.equal(da, db)
+    assert not torch.equal(KSpaceSampler(32, 0.4, seed=8).sample_units(5), da)
+
+
+def test_rates_are_reported_and_the_penalty_pulls_the_rate_back():
+    sampler = KSpaceSampler(32, 0.3, seed=0).train()
+    sampler(_image(0, (2, 1, 32, 32)))
+    rates = sampler.rates()
+    assert set(rates) == {"nominal", "expected", "last_draw", "eval"}
+    assert rates["nominal"] == 0.3 and 0 <= rates["last_draw"] <= 1
+    with torch.no_grad():
+        sampler.logits[:, SAMPLE_COLUMN] += 1.0  # drift upwards
+    assert sampler.expected_rate() > 0.3
+    for _ in range(200):  # plain gradient descent on the penalty alone
+        sampler.logits.grad = None
+        sampler.rate_penalty().backward()
+        with torch.no_grad():
+            sampler.logits -= 20.0 * sampler.logits.grad
+    assert abs(sampler.expected_rate() - 0.3) < 0.01
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("rate", [0.0, -0.1, 1.01, float("nan"), "0.5", True])
+def test_bad_rates_are_rejected(rate):
+    with pytest.raises(ValueError, match="rate"):
+        KSpaceSampler(16, rate)
+    with pytest.raises(ValueError, match="rate"):
+        check_rate(rate)
+
+
+def test_mismatched_inputs_are_rejected_clearly():
+    sampler = KSpaceSampler(16, 0.5)
+    with pytest.raises(ValueError, match=r"size \(16, 16\)"):
+        sampler(torch.rand(1, 1, 16, 32))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        sampler(torch.rand(16, 16))
+    with pytest.raises(ValueError, match="complex"):
+        sampler(torch.rand(1, 1, 16, 16, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="FixedMaskSampler"):
+        FixedMaskSampler(16, torch.ones(16))(torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="temperature"):
+        KSpaceSampler(16, 0.5, temperature=0)
+    with pytest.raises(ValueError, match="unit"):
+        KSpaceSampler(16, 0.5, unit="column")
+    with pytest.raises(ValueError, match="0 and 1"):
+        FixedMaskSampler(16, torch.full((16,), 0.5))
+    with pytest.raises(ValueError, match="infinite logit"):
+        init_logit(1.0)
+
+
+# ---------------------------------------------------------------- fixed baselines
+
+
+def test_centre_mask_is_contiguous_around_dc():
+    m = centre_mask(64, 0.2)
+    on = m.nonzero().squeeze(1)
+    assert int(m.sum()) == round(0.2 * 64) and 32 in on.tolist()
+    assert int(on.max() - on.min()) + 1 == len(on)
+    # low-pass: keeps a blurred version whose energy is at most the input's
+    x = _image(7, (1, 1, 64, 64))
+    assert float((apply_mask(x, m[:, None]) ** 2).sum()) <= float((x ** 2).sum()) + 1e-4
+
+
+def test_random_mask_matches_fastmri_expected_rate_and_has_a_full_centre():
+    rate, size = 0.25, 64
+    masks = torch.stack([random_mask(size, rate, seed=s) for s in range(400)])
+    n_low = round(fastmri_center_fraction(rate) * size)
+    assert n_low == round(0.08 * size)  # fastMRI's 4x / 0.08 pairing
+    assert torch.all(masks[:, centre_order(size)[:n_low]] == 1)
+    per_mask = masks.mean(dim=1)
+    assert abs(float(per_mask.mean()) - rate) < 4 * float(per_mask.std()) / math.sqrt(len(per_mask))
+    assert torch.equal(random_mask(size, rate, seed=3), random_mask(size, rate, seed=3))
+    with pytest.raises(ValueError, match="center_fraction"):
+        random_mask(size, 0.1, seed=0, center_fraction=0.5)
+
+
+# ---------------------------------------------------------------- experiment driver (no training)
+
+
+def _fake_experiment(shift: float):
+    """An experiment dict with synthetic scores: AUC rises with the rate on the own vendor, and on the
+    other vendor the lowest rate is better than full sampling by ``shift`` standard deviations."""
+    from glassbox.kspace_experiment import PROFILES, ExperimentData
+    from glassbox.mri import MRIDataset
+
+    cfg = PROFILES["quick"]
+    rng = np.random.default_rng(0)
+    n = 300
+    labels = np.r_[np.ones(n), np.zeros(n)].astype(np.int64)
+
+    def dataset():
+        empty = np.zeros((2 * n, 1, 1), np.float32)
+        return MRIDataset(empty, labels, np.arange(2 * n), empty.astype(bool), "fake")
+
+    data = ExperimentData({v: {"test": dataset()} for v in ("A", "B", "B_contrast")})
+    base = rng.normal(size=2 * n)
+    models = []
+    for vendor in ("A", "B"):
+        for rate in cfg.rates:
+            own = base + labels * (0.5 + 1.5 * rate)
+            other = base + labels * (1.0 + (shift if rate == min(cfg.rates) else 0.0))
+            scores = {vendor: own, "B" if vendor == "A" else "A": other, "B_contrast": base + labels}
+            models.append({"vendor": vendor, "rate": rate, "kind": "learned", "repeat": 0, "scores": scores,
+                           "rates": {"nominal": rate, "expected": rate, "last_draw": rate, "eval": rate},
+                           "history": [{"rate_expected": rate}]})
+    return {"data": data, "models": models, "config": cfg, "seed": 0}
+
+
+def test_paper_table1_is_stored_as_printed():
+    from glassbox.kspace_experiment import PAPER_TABLE1, paper_frame
+
+    assert PAPER_TABLE1["A"]["own"][1] == 0.878 and PAPER_TABLE1["B"]["own"][1] == 0.868
+    assert PAPER_TABLE1["A"]["other"][0] == 0.689 and PAPER_TABLE1["B"]["other"][0] == 0.726
+    assert all(len(col) == 10 for table in PAPER_TABLE1.values() for col in table.values())
+    assert paper_frame().shape[0] == 20
+
+
+def test_table1_layout_and_verdicts_follow_the_scores():
+    from glassbox.kspace_experiment import auc_frame, table1, verdicts
+
+    exp = _fake_experiment(shift=1.0)
+    frame = auc_frame(exp)
+    table = table1(frame, exp["config"])
+    assert list(table["rate_nominal"][:10]) == sorted(exp["config"].rates)
+    assert {"auc_own", "ci_own", "auc_other", "ci_other", "paper_rate", "paper_own", "paper_other"} <= set(table)
+    assert (table["ci_own_low"] <= table["auc_own"]).all() and (table["auc_own"] <= table["ci_own_high"]).all()
+    verdict = verdicts(exp).set_index(["claim", "train"])["verdict"]
+    # own-vendor AUC at 0.2 is far below full sampling by construction; the low rate generalises better
+    assert verdict[("1: rate near 0.2 keeps near-full AUC", "A")] == "fails"
+    assert verdict[("2: lower rates generalise better", "A")] == "holds"
+    assert verdicts(_fake_experiment(shift=-1.0)).set_index(["claim", "train"])["verdict"][
+        ("2: lower rates generalise better", "B")] == "contradicted"
+
+
+def test_config_rejects_bad_values():
+    from glassbox.kspace_experiment import KSpaceConfig
+
+    with pytest.raises(ValueError, match="rates"):
+        KSpaceConfig(rates=(0.0, 1.0))
+    with pytest.raises(ValueError, match="1.0"):
+        KSpaceConfig(rates=(0.2, 0.5))
+    with pytest.raises(ValueError, match="split"):
+        KSpaceConfig(split=(0.5, 0.5, 0.5))
