@@ -13,13 +13,6 @@ from glassbox.train import (CheckpointMismatchError, CheckpointWarning, History,
                             read_checkpoint, rmsprop, trial_seeds)
 from glassbox.unet import UNet
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and immune to spin-waiting on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 SIZE = 16  # samples of 1x16x16

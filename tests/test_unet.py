@@ -9,13 +9,6 @@ from glassbox.train import init_model
 from glassbox.unet import (DEPTHS, DoubleConv, UNet, UpBlock, channels_of, depth_of_name, layer_names, levels_of,
                            unet)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and immune to spin-waiting on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 EXPECTED_NAMES = {
