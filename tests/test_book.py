@@ -77,7 +77,11 @@ def test_whole_book_builds_on_smoke_without_warnings(tmp_path):
     if shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) is None:
         pytest.fail("jupyter-book is not installed in this environment; run `make setup`")
     jb = str(Path(sys.executable).parent / "jupyter-book")
-    proc = subprocess.run([jb, "build", "book/", "-W", "--keep-going", "--path-output", str(tmp_path)],
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["timeout"] = 600  # smoke cells take seconds: a stuck kernel fails fast, not after an hour
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([jb, "build", "book/", "-W", "--keep-going", "--path-output", str(tmp_path),
+                           "--config", str(tmp_path / "_config.yml")],
                           cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True)
     log = proc.stdout[-6000:] + proc.stderr[-6000:]
     assert proc.returncode == 0, f"book build failed or warned:\n{log}"
