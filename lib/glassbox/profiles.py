@@ -62,6 +62,8 @@ CHAPTERS: dict[str, str] = {
     "data": "glassbox.ctdata:PROFILES",
     "pixelwise": "glassbox.pixelwise:PROFILES",
     "kspace": "glassbox.kspace_experiment:PROFILES",
+    "unet_training": "glassbox.qu:PROFILES",
+    "feature_space": "glassbox.qu:PROFILES",
 }
 
 
