@@ -64,6 +64,7 @@ CHAPTERS: dict[str, str] = {
     "kspace": "glassbox.kspace_experiment:PROFILES",
     "unet_training": "glassbox.qu:PROFILES",
     "feature_space": "glassbox.qu:PROFILES",
+    "randomness": "glassbox.randomness:PROFILES",
 }
 
 
