@@ -62,6 +62,7 @@ CHAPTERS: dict[str, str] = {
     "data": "glassbox.ctdata:PROFILES",
     "pixelwise": "glassbox.pixelwise:PROFILES",
     "kspace": "glassbox.kspace_experiment:PROFILES",
+    "invariances": "glassbox.invariance:PROFILES",
     "unet_training": "glassbox.qu:PROFILES",
     "feature_space": "glassbox.qu:PROFILES",
     "randomness": "glassbox.randomness:PROFILES",
