@@ -11,29 +11,13 @@ process CPU seconds are both reported (on a shared machine the wall clock is inf
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
-from run import Row
+from run import Row, temporary_store
 
 TARGET_S = 600.0
 
 
-@contextmanager
-def _temporary_store():
-    old = os.environ.get("GLASSBOX_STORE")
-    with tempfile.TemporaryDirectory(prefix="bench-invariance-") as folder:
-        os.environ["GLASSBOX_STORE"] = folder
-        try:
-            yield Path(folder)
-        finally:
-            if old is None:
-                os.environ.pop("GLASSBOX_STORE", None)
-            else:
-                os.environ["GLASSBOX_STORE"] = old
 
 
 def _timed(fn):
@@ -53,7 +37,7 @@ def run(quick: bool) -> list[Row]:
     seed = 0
     seed_everything(seed)
     rows: list[Row] = []
-    with _temporary_store():
+    with temporary_store("bench-invariance-"):
         pairs, data_wall, _ = _timed(lambda: ctdata.get_pairs(cfg.data, seed, progress=False))
         sets = inv.chapter_datasets(pairs, cfg, seed)
         key = inv.data_key(cfg, seed)

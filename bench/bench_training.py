@@ -18,32 +18,17 @@ targets.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import time
-from contextlib import contextmanager
 
 import torch
 from torch.utils.data import DataLoader
 
-from run import Row
+from run import Row, temporary_store
 
 GRID_TARGET_S = 600.0
 THROUGHPUT_TARGET = 0.9
 
 
-@contextmanager
-def _temporary_store():
-    old = os.environ.get("GLASSBOX_STORE")
-    with tempfile.TemporaryDirectory(prefix="bench-training-") as folder:
-        os.environ["GLASSBOX_STORE"] = folder
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop("GLASSBOX_STORE", None)
-            else:
-                os.environ["GLASSBOX_STORE"] = old
 
 
 def _bare_loop(model: torch.nn.Module, dataset, *, batch_size: int, lr: float, seed: int) -> None:
@@ -92,7 +77,7 @@ def run(quick: bool) -> list[Row]:
     seed_everything(seed)
     threads = torch.get_num_threads()
     rows: list[Row] = []
-    with _temporary_store():
+    with temporary_store("bench-training-"):
         pairs = ctdata.get_pairs(cfg.data, seed, progress=False)
         recipe = qu.denoiser_config(cfg, max(cfg.depths), seed)
         data = denoising.prepare_data(recipe, pairs)

@@ -10,13 +10,17 @@ against a reference measured *in the same run* (a ratio), so the table holds on 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import importlib.util
 import json
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,6 +43,21 @@ class Row:
         if self.reference is None or self.ours == 0:
             return None
         return self.reference / self.ours
+
+
+@contextmanager
+def temporary_store(prefix: str = "bench-") -> Iterator[Path]:
+    """Point ``GLASSBOX_STORE`` at an empty temporary folder, so a benchmark trains from scratch."""
+    old = os.environ.get("GLASSBOX_STORE")
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        os.environ["GLASSBOX_STORE"] = folder
+        try:
+            yield Path(folder)
+        finally:
+            if old is None:
+                os.environ.pop("GLASSBOX_STORE", None)
+            else:
+                os.environ["GLASSBOX_STORE"] = old
 
 
 def _load(path: Path):
