@@ -246,3 +246,13 @@ def test_profiles_and_config_validation():
         inv.InvarianceConfig(n_samples=1, n_shown_samples=1)
     with pytest.raises(inv.InvarianceError, match="yang_layers"):
         inv.InvarianceConfig(yang_layers=(16,))
+
+
+def test_spread_trend_words_follow_the_spreads():
+    from types import SimpleNamespace
+
+    def results(*spreads):
+        return [SimpleNamespace(analysis=SimpleNamespace(spread_hu=s)) for s in spreads]
+    assert inv.spread_trend(results(1.0, 2.0, 3.0)) == "grows with every layer"
+    assert inv.spread_trend(results(1.0, 0.5, 3.0)).startswith("is larger at the deepest layer")
+    assert inv.spread_trend(results(3.0, 2.0, 1.0)) == "does not grow with depth"

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from glassbox import ct, phantoms
+from glassbox import checks, ct, phantoms
 
 __all__ = [
     "HU_OFFSET", "HU_SCALE", "SPLITS", "CTDataConfig", "PROFILES", "Pairs",
@@ -64,12 +64,6 @@ def denormalize(x: np.ndarray | torch.Tensor | float):
 
 
 # --- configuration -----------------------------------------------------------------------------------
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(fractions)
@@ -101,17 +95,17 @@ class CTDataConfig:
         ct._check_n(self.n)
         if self.n_angles is not None:
             ct._check_n_angles(self.n_angles)
-        _positive_int(self.n_patients, "n_patients")
-        _positive_int(self.slices_per_patient, "slices_per_patient")
+        checks.integer(self.n_patients, "n_patients")
+        checks.integer(self.slices_per_patient, "slices_per_patient")
         ct._check_dose(self.dose)
         if self.i0 is not None:
             ct._check_positive(self.i0, "i0")
         ct._check_positive(self.sigma_e, "sigma_e", allow_zero=True)
         if self.patch_size is not None:
-            _positive_int(self.patch_size, "patch_size", minimum=2)
+            checks.integer(self.patch_size, "patch_size", minimum=2)
             if self.patch_size > self.n:
                 raise ValueError(f"patch_size ({self.patch_size}) must be at most n ({self.n})")
-        _positive_int(self.patches_per_slice, "patches_per_slice")
+        checks.integer(self.patches_per_slice, "patches_per_slice")
         _check_fractions(self.split_fractions)
 
 
@@ -129,7 +123,7 @@ PROFILES: dict[str, CTDataConfig] = {
 
 def patient_ids(n_patients: int) -> list[str]:
     """The ids of simulated patients: ``S000``, ``S001``, ..."""
-    return [f"S{i:03d}" for i in range(_positive_int(n_patients, "n_patients"))]
+    return [f"S{i:03d}" for i in range(checks.integer(n_patients, "n_patients"))]
 
 
 def _patient_seeds(seed: int, n_patients: int) -> list[tuple[int, int]]:
@@ -145,8 +139,8 @@ def simulate_patients(n: int, n_patients: int, slices_per_patient: int, dose: fl
                       contrast: bool = False, progress: bool = False) -> Pairs:
     """Simulate ``{id: (low (S, n, n), full (S, n, n))}`` float32 HU pairs for ``n_patients`` phantoms."""
     n = ct._check_n(n)
-    n_patients = _positive_int(n_patients, "n_patients")
-    slices = _positive_int(slices_per_patient, "slices_per_patient")
+    n_patients = checks.integer(n_patients, "n_patients")
+    slices = checks.integer(slices_per_patient, "slices_per_patient")
     dose = ct._check_dose(dose)
     seeds = _patient_seeds(seed, n_patients)
     ids = patient_ids(n_patients)
@@ -247,8 +241,8 @@ def random_patches(low: np.ndarray, full: np.ndarray, patch_size: int, n_patches
         low, full = low[None], full[None]
     if low.ndim != 3 or low.shape[0] == 0:
         raise ValueError(f"low and full must be (S, n, n) or (n, n) arrays, got shape {low.shape}")
-    size = _positive_int(patch_size, "patch_size", minimum=2)
-    n_patches = _positive_int(n_patches, "n_patches")
+    size = checks.integer(patch_size, "patch_size", minimum=2)
+    n_patches = checks.integer(n_patches, "n_patches")
     height, width = low.shape[1:]
     if size > min(height, width):
         raise ValueError(f"patch_size ({size}) is larger than the slices ({height} x {width})")

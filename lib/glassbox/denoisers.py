@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from glassbox import checks
 from glassbox.losses import perceptual_loss, wgan_critic_loss, wgan_generator_loss
 from glassbox.train import History, epoch_order, fit, init_model, paired_loss
 
@@ -52,19 +53,6 @@ WGAN_CHECKPOINT_FORMAT = 1
 
 class DenoiserError(ValueError):
     """A denoiser got a bad configuration, layer index or training input."""
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DenoiserError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        raise DenoiserError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
-    return float(value)
 
 
 # --- architectures ------------------------------------------------------------------------------
@@ -92,7 +80,7 @@ class YangGenerator(nn.Module):
 
     def __init__(self, width: int = 32, n_convs: int = 8):
         super().__init__()
-        width, n_convs = _positive_int(width, "width"), _positive_int(n_convs, "n_convs")
+        width, n_convs = checks.integer(width, "width", error=DenoiserError), checks.integer(n_convs, "n_convs", error=DenoiserError)
         if n_convs < 2:
             raise DenoiserError(f"n_convs must be at least 2, got {n_convs}")
         modules: list[nn.Module] = []
@@ -116,7 +104,7 @@ class WGANCritic(nn.Module):
 
     def __init__(self, patch_size: int, width: int = 64, fc: int = 1024, slope: float = 0.2):
         super().__init__()
-        patch_size, width, fc = (_positive_int(v, n) for v, n in ((patch_size, "patch_size"), (width, "width"),
+        patch_size, width, fc = (checks.integer(v, n, error=DenoiserError) for v, n in ((patch_size, "patch_size"), (width, "width"),
                                                                    (fc, "fc")))
         modules: list[nn.Module] = []
         channels, size = 1, patch_size
@@ -239,9 +227,9 @@ class ChenConfig:
         if isinstance(self.last_kernel, bool) or not isinstance(self.last_kernel, int) or self.last_kernel < 1 \
                 or self.last_kernel % 2 == 0:
             raise DenoiserError(f"last_kernel must be an odd positive integer, got {self.last_kernel!r}")
-        _positive_int(self.epochs, "epochs")
-        _positive_int(self.batch_size, "batch_size")
-        _positive_float(self.lr, "lr")
+        checks.integer(self.epochs, "epochs", error=DenoiserError)
+        checks.integer(self.batch_size, "batch_size", error=DenoiserError)
+        checks.positive_number(self.lr, "lr", error=DenoiserError)
 
 
 @dataclass(frozen=True)
@@ -272,14 +260,14 @@ class YangConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_critic", "critic_width"):
-            _positive_int(getattr(self, name), name)
+            checks.integer(getattr(self, name), name, error=DenoiserError)
         if isinstance(self.pretrain_epochs, bool) or not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
             raise DenoiserError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}")
-        _positive_float(self.lr, "lr")
-        _positive_float(self.pretrain_lr, "pretrain_lr")
-        _positive_int(self.pretrain_batch_size, "pretrain_batch_size")
-        _positive_float(self.gp_weight, "gp_weight", allow_zero=True)
-        _positive_float(self.perceptual_weight, "perceptual_weight", allow_zero=True)
+        checks.positive_number(self.lr, "lr", error=DenoiserError)
+        checks.positive_number(self.pretrain_lr, "pretrain_lr", error=DenoiserError)
+        checks.integer(self.pretrain_batch_size, "pretrain_batch_size", error=DenoiserError)
+        checks.positive_number(self.gp_weight, "gp_weight", allow_zero=True, error=DenoiserError)
+        checks.positive_number(self.perceptual_weight, "perceptual_weight", allow_zero=True, error=DenoiserError)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise DenoiserError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.perceptual not in ("ct", "vgg19"):

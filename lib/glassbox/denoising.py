@@ -58,28 +58,22 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from glassbox import ctdata, metrics
+from glassbox import checks, ctdata, features, metrics
 from glassbox.train import History, TrainConfig, TrialSeeds, fit, init_model
-from glassbox.unet import UNet, levels_of
+from glassbox.unet import UNet, layer_names, levels_of
 
 __all__ = [
     "PSNR_RANGE_HU", "DenoiserConfig", "DenoiserData", "InitPerturbation", "prepare_data", "train_denoiser",
-    "trained_denoiser", "evaluate_denoiser", "input_scores", "denoise", "build_model", "pairs_fingerprint",
-    "resimulated_pairs",
+    "trained_denoiser", "evaluate_denoiser", "input_scores", "denoise", "layer_features", "build_model",
+    "pairs_fingerprint", "resimulated_pairs",
 ]
 
 PSNR_RANGE_HU = 4096.0
 """Data range of PSNR and SSIM in HU: the 12-bit CT range [-1024, 3072] HU."""
 
 Pairs = Mapping[str, tuple[np.ndarray, np.ndarray]]
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -123,12 +117,12 @@ class DenoiserConfig:
                 raise ValueError(f"n_patches={self.n_patches!r} needs a patch_size; whole-slice training "
                                  "(patch_size=None) uses every training slice once per epoch")
         else:
-            size = _positive_int(self.patch_size, "patch_size")
+            size = checks.integer(self.patch_size, "patch_size")
             if size % 2**levels:
                 raise ValueError(f"patch_size ({size}) must be divisible by {2**levels} for U-Net-{self.depth}")
             if self.n_patches is None:
                 raise ValueError("patch_size is set, so n_patches (the number of training patches) is required")
-            _positive_int(self.n_patches, "n_patches")
+            checks.integer(self.n_patches, "n_patches")
         if not 0.0 <= self.min_foreground <= 1.0:
             raise ValueError(f"min_foreground must be in [0, 1], got {self.min_foreground!r}")
         if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
@@ -264,7 +258,7 @@ def denoise(model: nn.Module, low_hu: np.ndarray, *, batch_size: int = 4) -> np.
     stack = low_hu[None] if single else low_hu
     if stack.ndim != 3:
         raise ValueError(f"low_hu must be (n, n) or (S, n, n), got shape {low_hu.shape}")
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = checks.integer(batch_size, "batch_size")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -277,6 +271,14 @@ def denoise(model: nn.Module, low_hu: np.ndarray, *, batch_size: int = 4) -> np.
     finally:
         model.train(was_training)
     return out[0] if single else out
+
+
+def layer_features(model: UNet, inputs: torch.Tensor, *, device: torch.device | str | None = None,
+                   batch_size: int = 32) -> dict[str, np.ndarray]:
+    """``{layer: N x M float64}``: the spatial mean of every channel of each named block (Down*, Bottleneck, Up*)."""
+    loader = DataLoader(TensorDataset(inputs), batch_size=batch_size, shuffle=False)
+    out = features.extract(model, loader, layer_names(model), "mean", device=device, dtype=torch.float64)
+    return {name: value.numpy() for name, value in out.items()}
 
 
 def _image_scores(images: np.ndarray, references: np.ndarray, *, with_ssim: bool = True) -> dict[str, float]:

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glassbox import checks
+
 HU_SCALE = 1000.0
 FEATURE_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_2")
 
@@ -124,9 +126,7 @@ class FeatureNetConfig:
         if not 8 <= self.crop <= self.size or self.crop % 4:
             raise FeatureNetError(f"crop must be a multiple of 4 between 8 and size={self.size}, got {self.crop!r}")
         for name in ("n_patients", "crops_per_image", "epochs", "batch_size", "base"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FeatureNetError(f"{name} must be a positive integer, got {value!r}")
+            checks.integer(getattr(self, name), name, error=FeatureNetError)
 
 
 def simulated_ct(n_images: int, size: int, dose: float, seed: int, n_slices: int = 5) -> dict[str, np.ndarray]:

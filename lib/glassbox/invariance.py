@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from glassbox import ctdata
+from glassbox import checks, ctdata
 from glassbox.ctdata import CTDataConfig, PairedCTDataset
 from glassbox.denoisers import (CHEN_LAYERS, YANG_LAYERS, ChenConfig, YangConfig, freeze, n_layers, truncate)
 from glassbox.featurenet import FeatureNetConfig
@@ -63,20 +63,8 @@ class NotInitializedError(RuntimeError):
     """A cINN was run before its ActNorm layers were initialised from data."""
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvarianceError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InvarianceError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
 def _check_patch(size: Any, name: str = "patch_size") -> int:
-    size = _positive_int(size, name, minimum=8)
+    size = checks.integer(size, name, minimum=8, error=InvarianceError)
     if size & (size - 1):
         raise InvarianceError(f"{name} must be a power of two >= 8 (the VAE halves it down to 4x4), got {size}")
     return size
@@ -98,9 +86,9 @@ class VAEConfig:
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "width", "epochs", "batch_size"):
-            _positive_int(getattr(self, name), name, minimum=2 if name == "latent_dim" else 1)
+            checks.integer(getattr(self, name), name, minimum=2 if name == "latent_dim" else 1, error=InvarianceError)
         for name in ("lr", "recon_sigma_hu", "kl_weight"):
-            _positive_float(getattr(self, name), name)
+            checks.positive_number(getattr(self, name), name, error=InvarianceError)
 
 
 @dataclass(frozen=True)
@@ -124,11 +112,11 @@ class CINNConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_blocks", "hidden", "emb_dim", "embed_width", "epochs", "batch_size"):
-            _positive_int(getattr(self, name), name)
+            checks.integer(getattr(self, name), name, error=InvarianceError)
         if isinstance(self.hidden_depth, bool) or not isinstance(self.hidden_depth, int) or self.hidden_depth < 0:
             raise InvarianceError(f"hidden_depth must be a non-negative integer, got {self.hidden_depth!r}")
-        _positive_float(self.clamp, "clamp")
-        _positive_float(self.lr, "lr")
+        checks.positive_number(self.clamp, "clamp", error=InvarianceError)
+        checks.positive_number(self.lr, "lr", error=InvarianceError)
 
 
 @dataclass(frozen=True)
@@ -163,7 +151,7 @@ class InvarianceConfig:
             raise InvarianceError(f"patch_size ({self.patch_size}) must be at most the slice size data.n ({self.data.n})")
         for name in ("patches_per_slice", "n_test_patches", "n_shown_images", "n_samples", "n_shown_samples",
                      "n_heldout"):
-            _positive_int(getattr(self, name), name)
+            checks.integer(getattr(self, name), name, error=InvarianceError)
         if self.n_samples < 2:
             raise InvarianceError(f"n_samples must be at least 2 (a standard deviation needs two), got {self.n_samples}")
         if self.n_shown_samples > self.n_samples or self.n_shown_images > self.n_test_patches:
@@ -214,6 +202,19 @@ PROFILES: dict[str, InvarianceConfig] = {
                         lr=1e-4),
         n_test_patches=16, n_shown_images=2, n_samples=250, n_shown_samples=5, n_heldout=1024),
 }
+
+
+PAPER_VALUES: dict[str, Any] = {
+    "protocol": {"cinn_blocks": 4, "invariance_samples": 250, "shown_samples": 5, "chen_layers": [1, 3, 5],
+                 "yang_layers": [1, 7, 13], "wgan_gp_lambda": 10, "perceptual_lambda": 0.1, "n_critic": 4},
+    # the ICIFXCT paper reports no numbers for Fig. 1; for orientation only, ldct-benchmark's test values on real
+    # Mayo abdomen slices (different data, different windowing of the noise): PSNR [dB], SSIM
+    "ldct_benchmark_abdomen": {"low dose": {"psnr": 29.12, "ssim": 0.856},
+                               "cnn10 (Chen)": {"psnr": 32.74, "ssim": 0.907},
+                               "wganvgg (Yang)": {"psnr": 30.91, "ssim": 0.893}},
+    "qualitative": {"Chen smoother than Yang": True, "spread higher in homogeneous regions for Chen": True},
+}
+"""What Eulig et al. state (protocol and qualitative findings), stored beside our numbers in the results file."""
 
 
 # --- data ---------------------------------------------------------------------------------------------
@@ -302,8 +303,8 @@ class VAE(nn.Module):
     def __init__(self, patch_size: int, latent_dim: int = 64, width: int = 32):
         super().__init__()
         self.patch_size = _check_patch(patch_size)
-        self.latent_dim = _positive_int(latent_dim, "latent_dim", minimum=2)
-        width = _positive_int(width, "width")
+        self.latent_dim = checks.integer(latent_dim, "latent_dim", minimum=2, error=InvarianceError)
+        width = checks.integer(width, "width", error=InvarianceError)
         n_down = int(math.log2(patch_size // 4))
         widths = [width * 2**min(k, 3) for k in range(n_down)]
         encoder: list[nn.Module] = []
@@ -427,10 +428,10 @@ class ConditionalINN(nn.Module):
     def __init__(self, dim: int, cond_dim: int | None = None, n_blocks: int = 4, hidden: int = 256,
                  hidden_depth: int = 1, clamp: float = 1.0, permutation_seed: int = 0, zero_init: bool = True):
         super().__init__()
-        self.dim = _positive_int(dim, "dim", minimum=2)
-        self.cond_dim = None if cond_dim is None else _positive_int(cond_dim, "cond_dim")
-        n_blocks = _positive_int(n_blocks, "n_blocks")
-        subnet = partial(_subnet, hidden=_positive_int(hidden, "hidden"), depth=int(hidden_depth), zero_init=zero_init)
+        self.dim = checks.integer(dim, "dim", minimum=2, error=InvarianceError)
+        self.cond_dim = None if cond_dim is None else checks.integer(cond_dim, "cond_dim", error=InvarianceError)
+        n_blocks = checks.integer(n_blocks, "n_blocks", error=InvarianceError)
+        subnet = partial(_subnet, hidden=checks.integer(hidden, "hidden", error=InvarianceError), depth=int(hidden_depth), zero_init=zero_init)
         if isinstance(permutation_seed, bool) or not isinstance(permutation_seed, (int, np.integer)) \
                 or permutation_seed < 0:
             raise InvarianceError(f"permutation_seed must be a non-negative integer, got {permutation_seed!r}")
@@ -440,7 +441,7 @@ class ConditionalINN(nn.Module):
         try:
             for k in range(n_blocks):
                 self.flow.append(Fm.ActNorm)
-                coupling = dict(subnet_constructor=subnet, clamp=_positive_float(clamp, "clamp"),
+                coupling = dict(subnet_constructor=subnet, clamp=checks.positive_number(clamp, "clamp", error=InvarianceError),
                                 clamp_activation="TANH")
                 if self.cond_dim is None:
                     self.flow.append(Fm.RNVPCouplingBlock, **coupling)
@@ -503,8 +504,8 @@ class ConditionEmbedder(nn.Module):
 
     def __init__(self, channels: int, size: int, emb_dim: int, width: int = 32):
         super().__init__()
-        channels, size = _positive_int(channels, "channels"), _positive_int(size, "size")
-        emb_dim, width = _positive_int(emb_dim, "emb_dim"), _positive_int(width, "width")
+        channels, size = checks.integer(channels, "channels", error=InvarianceError), checks.integer(size, "size", error=InvarianceError)
+        emb_dim, width = checks.integer(emb_dim, "emb_dim", error=InvarianceError), checks.integer(width, "width", error=InvarianceError)
         layers: list[nn.Module] = []
         current, w = channels, width
         while size > 4:
@@ -620,7 +621,7 @@ def sample_invariances(model: InvarianceINN, vae: VAE, z: Tensor, n_samples: int
     """``n_samples`` images ``D(t^-1(v | z))``, ``v ~ N(0, I)``, for one representation ``z`` (1, C, s, s)."""
     if z.ndim != 4 or z.shape[0] != 1:
         raise InvarianceError(f"z must be the representation of one image, (1, C, s, s); got {tuple(z.shape)}")
-    n_samples = _positive_int(n_samples, "n_samples")
+    n_samples = checks.integer(n_samples, "n_samples", error=InvarianceError)
     device = next(model.parameters()).device
     with torch.no_grad():
         h = model.embed(z.to(device)).expand(n_samples, -1)
@@ -776,7 +777,7 @@ def pick_test_patches(dataset: PairedCTDataset, n: int) -> tuple[Tensor, Tensor]
 
     Homogeneous patches show little; the choice depends only on the full-dose image, not on any network.
     """
-    n = _positive_int(n, "n")
+    n = checks.integer(n, "n", error=InvarianceError)
     if n > len(dataset):
         raise InvarianceError(f"asked for {n} test patches but the test set has {len(dataset)}")
     structure = _windowed(dataset.full).flatten(1).std(1)
@@ -820,6 +821,16 @@ def checks_table(results: Sequence[LayerResult]) -> Any:
     import pandas as pd
 
     return pd.DataFrame([r.row() for r in results]).set_index(["network", "layer"])
+
+
+def spread_trend(results: Sequence[LayerResult]) -> str:
+    """How the invariance spread changes over a network's analysed layers (in order), in words."""
+    spreads = [r.analysis.spread_hu for r in results]
+    if all(b > a for a, b in zip(spreads, spreads[1:])):
+        return "grows with every layer"
+    if spreads[-1] > spreads[0]:
+        return "is larger at the deepest layer than at the first, but not monotonically"
+    return "does not grow with depth"
 
 
 def flat_region_mask(full: Tensor, max_range_hu: float = 40.0) -> Tensor:
@@ -886,7 +897,7 @@ def plot_denoising(images: Mapping[str, np.ndarray], table: Any = None, n_images
     from glassbox.plotting import show_ct
 
     names = list(images)
-    n_images = min(_positive_int(n_images, "n_images"), min(len(v) for v in images.values()))
+    n_images = min(checks.integer(n_images, "n_images", error=InvarianceError), min(len(v) for v in images.values()))
     fig, axes = plt.subplots(n_images, len(names), figsize=(2.4 * len(names), 2.4 * n_images), squeeze=False)
     for c, name in enumerate(names):
         title = name
@@ -894,6 +905,27 @@ def plot_denoising(images: Mapping[str, np.ndarray], table: Any = None, n_images
             title += f"\n{table.loc[name, 'psnr']:.1f} dB, SSIM {table.loc[name, 'ssim']:.3f}"
         for r in range(n_images):
             show_ct(axes[r, c], images[name][r], title if r == 0 else "", window=WINDOW_HU)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_checks(results: Mapping[str, Sequence[LayerResult]]) -> Any:
+    """Per network: the invariance spread against the layer (with the no-information level), and the
+    similarity of Phi(sample) to z beside that of other test images."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    for name, rows in results.items():
+        layers = [r.analysis.layer for r in rows]
+        axes[0].plot(layers, [r.analysis.spread_hu for r in rows], "o-", label=name)
+        axes[1].plot(layers, [r.analysis.phi_similarity for r in rows], "o-", label=f"{name}: samples")
+        axes[1].plot(layers, [r.analysis.phi_similarity_other for r in rows], "x:", label=f"{name}: other images")
+    first = next(iter(results.values()))[0]
+    axes[0].axhline(first.analysis.prior_spread_hu, color="gray", ls="--", label="no information kept")
+    axes[0].set(xlabel="layer", ylabel="mean pixel-wise std (HU)", title="invariance spread")
+    axes[1].set(xlabel="layer", ylabel="centred cosine similarity to z", title="Φ(sample) against z")
+    for ax in axes:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

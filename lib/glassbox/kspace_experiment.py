@@ -38,6 +38,7 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from glassbox import checks
 from glassbox.alexnet import SmallAlexNet
 from glassbox.kspace import FixedMaskSampler, KSpaceSampler, centre_mask, check_rate, random_mask
 from glassbox.mri import AnatomyConfig, MRIDataset, patient_split, simulate_vendor
@@ -119,9 +120,7 @@ class KSpaceConfig:
         if self.unit not in ("line", "point"):
             raise ValueError(f"unit must be 'line' or 'point', got {self.unit!r}")
         for name in ("n_patients", "epochs", "batch_size", "n_repeats", "size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            checks.integer(getattr(self, name), name)
         if len(self.split) != 3 or not math.isclose(sum(self.split), 1.0) or min(self.split) <= 0:
             raise ValueError(f"split must be three positive fractions summing to 1, got {self.split!r}")
         for name in ("lr", "logit_lr", "temperature"):

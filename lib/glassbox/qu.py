@@ -47,14 +47,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from glassbox import chance as chance_mod
-from glassbox import clustering, ctdata, denoising, features
+from glassbox import clustering, ctdata, denoising
 from glassbox import similarity as sim
-from glassbox.denoising import DenoiserConfig
+from glassbox.denoising import DenoiserConfig, layer_features
 from glassbox.train import SEEDING_MODES, History, TrialSeeds, trial_seeds
-from glassbox.unet import DEPTHS, UNet, layer_names, levels_of
+from glassbox.unet import DEPTHS, UNet, levels_of
 
 __all__ = [
     "PAPER_TABLE1", "PAPER_TABLE2_SVCCA", "PAPER_TABLE3_COSINE", "PAPER_LAYERS", "METRICS", "QuConfig", "PROFILES",
@@ -316,14 +315,6 @@ def feature_inputs(config: QuConfig, pairs: denoising.Pairs, ids: Sequence[str],
         images, _ = ctdata.random_patches(low, full, config.feature_patch_size, config.n_feature_images, rng,
                                           min_foreground=0.25)
     return torch.from_numpy(ctdata.normalize(images)[:, None].astype(np.float32))
-
-
-def layer_features(model: UNet, inputs: torch.Tensor, *, device: torch.device | str | None = None,
-                   batch_size: int = 32) -> dict[str, np.ndarray]:
-    """``{layer: N x M float64}``: the spatial mean of every channel of each named block (Down*, Bottleneck, Up*)."""
-    loader = DataLoader(TensorDataset(inputs), batch_size=batch_size, shuffle=False)
-    out = features.extract(model, loader, layer_names(model), "mean", device=device, dtype=torch.float64)
-    return {name: value.numpy() for name, value in out.items()}
 
 
 def grid_features(models: Mapping[tuple[int, str, int], TrainedModel], inputs: torch.Tensor, *,

@@ -29,7 +29,7 @@ the same for every condition (trained once, through the store).
 PSNR to the full-dose target (:func:`glassbox.denoising.evaluate_denoiser`), its denoised test
 slices, and the spatial mean of every channel of each named block (``Down*``, ``Bottleneck``,
 ``Up*``) on ``n_feature_images`` test crops -- the Qu chapters' convention (N x C per layer,
-``features.extract(..., "mean")``). A pair
+``denoising.layer_features``). A pair
 is compared by the relative weight distance, the RMS difference and PSNR between the two trials'
 outputs, and per layer by debiased linear CKA and Hungarian-matched cosine, each with a permutation
 chance level (rows of B re-paired at random). Along training, a forward pre-hook (installed through
@@ -53,15 +53,14 @@ import torch
 from scipy import stats
 from threadpoolctl import threadpool_limits
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from glassbox import chance as chance_mod
-from glassbox import ct, ctdata, denoising, features
+from glassbox import checks, ct, ctdata, denoising
 from glassbox import similarity as sim
 from glassbox.denoising import DenoiserConfig
 from glassbox.repro import seed_everything
 from glassbox.train import TrialSeeds, trial_seeds
-from glassbox.unet import UNet, layer_names
+from glassbox.unet import UNet
 
 __all__ = [
     "CONDITIONS", "CPU_ONLY", "CUDA_ONLY", "SOURCE_FIELDS", "UlpPerturbation", "pick_ulp_weight", "TrainingProbe",
@@ -101,12 +100,6 @@ SOURCE_FIELDS: dict[str, frozenset[str]] = {
 """The :class:`TrialSpec` fields in which trial B of each condition differs from its trial A."""
 
 
-def _check_int(value: Any, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 # --- the 1-ulp perturbation ---------------------------------------------------------------------------
 
 
@@ -125,7 +118,7 @@ class UlpPerturbation:
     def __post_init__(self) -> None:
         if not isinstance(self.parameter, str) or not self.parameter:
             raise ValueError(f"parameter must be a parameter name such as 'Down1.0.weight', got {self.parameter!r}")
-        _check_int(self.index, "index")
+        checks.integer(self.index, "index", 0)
         if isinstance(self.ulps, bool) or not isinstance(self.ulps, int) or self.ulps == 0:
             raise ValueError(f"ulps must be a non-zero integer, got {self.ulps!r}")
 
@@ -154,7 +147,7 @@ def pick_ulp_weight(config: DenoiserConfig, seed: int) -> UlpPerturbation:
     1e-45, not the relative change a rounding difference makes). Shapes come from a model on the
     ``meta`` device, so no random number is drawn.
     """
-    rng = np.random.default_rng(_check_int(seed, "seed"))
+    rng = np.random.default_rng(checks.integer(seed, "seed", 0))
     with torch.device("meta"):
         model = UNet(config.depth, config.width, residual=config.residual)
     candidates = [(name, p.numel()) for name, p in model.named_parameters() if p.ndim >= 2]
@@ -173,9 +166,9 @@ def snapshot_steps(steps_per_epoch: int, epochs: int, every_epochs: int = 1) -> 
 
     The last step (end of training) is always included.
     """
-    spe = _check_int(steps_per_epoch, "steps_per_epoch", 1)
-    epochs = _check_int(epochs, "epochs", 1)
-    every = _check_int(every_epochs, "every_epochs", 1)
+    spe = checks.integer(steps_per_epoch, "steps_per_epoch", 1)
+    epochs = checks.integer(epochs, "epochs", 1)
+    every = checks.integer(every_epochs, "every_epochs", 1)
     total = spe * epochs
     steps = {0, total} | {2**k for k in range(total.bit_length()) if 2**k <= total}
     steps |= {e * spe for e in range(1, epochs + 1) if e % every == 0}
@@ -249,12 +242,12 @@ class TrialSpec:
     replicate: int = 0
 
     def __post_init__(self) -> None:
-        _check_int(self.init_seed, "init_seed")
-        _check_int(self.data_seed, "data_seed")
+        checks.integer(self.init_seed, "init_seed", 0)
+        checks.integer(self.data_seed, "data_seed", 0)
         if self.noise_seed is not None:
-            _check_int(self.noise_seed, "noise_seed")
-        _check_int(self.threads, "threads", 1)
-        _check_int(self.replicate, "replicate")
+            checks.integer(self.noise_seed, "noise_seed", 0)
+        checks.integer(self.threads, "threads", 1)
+        checks.integer(self.replicate, "replicate", 0)
         if not isinstance(self.deterministic, bool):
             raise ValueError(f"deterministic must be True or False, got {self.deterministic!r}")
 
@@ -307,25 +300,24 @@ class RandomnessConfig:
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions or len(set(self.conditions)) != len(self.conditions):
             raise ValueError(f"conditions must be distinct names from {tuple(CONDITIONS)}, got {self.conditions!r}")
-        _check_int(self.n_pairs, "n_pairs", 1)
-        size = _check_int(self.feature_patch_size, "feature_patch_size", 2)
+        checks.integer(self.n_pairs, "n_pairs", 1)
+        size = checks.integer(self.feature_patch_size, "feature_patch_size", 2)
         if size % self.denoiser_divisor or size > self.data.n:
             raise ValueError(f"feature_patch_size ({size}) must divide by {self.denoiser_divisor} "
                              f"(U-Net-{self.denoiser.depth}) and fit the {self.data.n}-pixel slices")
-        _check_int(self.n_feature_images, "n_feature_images", 4)
-        if self.curve_feature_images is not None and not 4 <= _check_int(self.curve_feature_images,
-                                                                         "curve_feature_images", 4) <= self.n_feature_images:
+        checks.integer(self.n_feature_images, "n_feature_images", 4)
+        if self.curve_feature_images is not None and not 4 <= checks.integer(self.curve_feature_images, "curve_feature_images", 4) <= self.n_feature_images:
             raise ValueError(f"curve_feature_images must be at most n_feature_images ({self.n_feature_images}), "
                              f"got {self.curve_feature_images}")
         if self.curve_slices is not None:
-            _check_int(self.curve_slices, "curve_slices", 1)
-        _check_int(self.snapshot_every_epochs, "snapshot_every_epochs", 1)
-        _check_int(self.weight_probe, "weight_probe", 1)
+            checks.integer(self.curve_slices, "curve_slices", 1)
+        checks.integer(self.snapshot_every_epochs, "snapshot_every_epochs", 1)
+        checks.integer(self.weight_probe, "weight_probe", 1)
         if self.torch_threads is not None:
-            _check_int(self.torch_threads, "torch_threads", 1)
-        _check_int(self.alt_threads, "alt_threads", 1)
-        _check_int(self.chance_draws, "chance_draws", 2)
-        _check_int(self.bootstrap, "bootstrap", 10)
+            checks.integer(self.torch_threads, "torch_threads", 1)
+        checks.integer(self.alt_threads, "alt_threads", 1)
+        checks.integer(self.chance_draws, "chance_draws", 2)
+        checks.integer(self.bootstrap, "bootstrap", 10)
         if self.data.n % self.denoiser_divisor:
             raise ValueError(f"whole {self.data.n}-pixel test slices cannot pass U-Net-{self.denoiser.depth} "
                              f"(sides must divide by {self.denoiser_divisor})")
@@ -336,7 +328,7 @@ class RandomnessConfig:
 
     def denoiser_for(self, seed: int) -> DenoiserConfig:
         """The denoiser config with the chapter's seed as ``split_seed``."""
-        return replace(self.denoiser, split_seed=_check_int(seed, "seed"))
+        return replace(self.denoiser, split_seed=checks.integer(seed, "seed", 0))
 
     def trial_key(self) -> dict[str, Any]:
         """The parts of the config that change what a trial computes (not the analysis knobs)."""
@@ -391,7 +383,7 @@ def trial_pair(condition: str, pair: int, seed: int, config: RandomnessConfig) -
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; choose from {tuple(CONDITIONS)}")
-    pair = _check_int(pair, "pair")
+    pair = checks.integer(pair, "pair", 0)
     base, other = trial_seeds("random", 2 * pair, seed), trial_seeds("random", 2 * pair + 1, seed)
     threads = _resolved_threads(config)
     a = TrialSpec(base.init_seed, base.data_seed, threads=threads)
@@ -439,7 +431,7 @@ def evaluation_set(config: RandomnessConfig, pairs: denoising.Pairs, seed: int) 
         raise ValueError("the split has no test patients; add patients or change split_fractions")
     low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
     full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
-    rng = np.random.default_rng(np.random.SeedSequence([_check_int(seed, "seed"), 0x5EED5]))
+    rng = np.random.default_rng(np.random.SeedSequence([checks.integer(seed, "seed", 0), 0x5EED5]))
     crops, _ = ctdata.random_patches(low, full, config.feature_patch_size, config.n_feature_images, rng,
                                      min_foreground=0.25)
     curve = low.shape[0] if config.curve_slices is None else min(config.curve_slices, low.shape[0])
@@ -459,19 +451,13 @@ def _flat_parameters(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).float().cpu() for p in model.parameters()])
 
 
-def _channel_means(model: UNet, crops: torch.Tensor, device: torch.device) -> dict[str, np.ndarray]:
-    """``{block: N x C float64}``: the spatial mean of every channel of each named block on the crops."""
-    loader = DataLoader(TensorDataset(crops), batch_size=64, shuffle=False)
-    feats = features.extract(model, loader, layer_names(model), "mean", device=device, dtype=torch.float64)
-    return {name: value.numpy() for name, value in feats.items()}
-
-
 def _measure(model: UNet, evaluation: EvaluationSet, device: torch.device, indices: np.ndarray | None
              ) -> dict[str, Any]:
     """Weights, channel means on the curve crops, and outputs on the curve slices (one snapshot)."""
     weights = _flat_parameters(model).numpy()
     return {"weights": weights if indices is None else weights[indices],
-            "features": _channel_means(model, evaluation.crops[:evaluation.curve_crops], device),
+            "features": denoising.layer_features(model, evaluation.crops[:evaluation.curve_crops], device=device,
+                                                         batch_size=64),
             "outputs": denoising.denoise(model, evaluation.low[:evaluation.curve_slices])}
 
 
@@ -538,7 +524,7 @@ def run_trial(config: RandomnessConfig, spec: TrialSpec, *, seed: int, pairs: de
         model.eval()
         scores = denoising.evaluate_denoiser(model, pairs, evaluation.test_ids)
         test_outputs = denoising.denoise(model, evaluation.low)
-        final_features = _channel_means(model, evaluation.crops, device)
+        final_features = denoising.layer_features(model, evaluation.crops, device=device, batch_size=64)
     return {
         "spec": dataclasses.asdict(spec),
         "history": history.epochs,
@@ -582,7 +568,7 @@ def run_experiment(config: RandomnessConfig, seed: int = 0, *, device: torch.dev
     from glassbox.store import get_or_compute
 
     device = torch.device(device)
-    seed = _check_int(seed, "seed")
+    seed = checks.integer(seed, "seed", 0)
     if pairs is None:
         pairs = (ctdata.build_dataset(config.data, seed, progress=progress) if use_store else
                  ctdata.simulate_patients(config.data.n, config.data.n_patients, config.data.slices_per_patient,
@@ -678,7 +664,7 @@ def pair_frame(experiment: Experiment) -> pd.DataFrame:
 def layer_frame(experiment: Experiment, *, chance_draws: int | None = None) -> pd.DataFrame:
     """One row per (condition, pair, layer): debiased CKA and matched cosine of the final features, each
     with its permutation chance level (mean and SD over ``chance_draws`` re-pairings of samples)."""
-    draws = experiment.config.chance_draws if chance_draws is None else _check_int(chance_draws, "chance_draws", 2)
+    draws = experiment.config.chance_draws if chance_draws is None else checks.integer(chance_draws, "chance_draws", 2)
     rows = []
     for (condition, k), (ia, ib) in experiment.pairs.items():
         a, b = experiment.trials[ia], experiment.trials[ib]
@@ -785,7 +771,7 @@ def spearman_bootstrap(x: Sequence[float], y: Sequence[float], *, n_boot: int = 
     rho, p = stats.spearmanr(x, y)
     rng = np.random.default_rng(seed)
     boots = []
-    for _ in range(_check_int(n_boot, "n_boot", 1)):
+    for _ in range(checks.integer(n_boot, "n_boot", 1)):
         idx = rng.integers(0, x.size, x.size)
         if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
             boots.append(stats.spearmanr(x[idx], y[idx])[0])

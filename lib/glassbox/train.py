@@ -62,6 +62,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from glassbox import checks
+
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 ValFn = Callable[[nn.Module], Mapping[str, float]]
@@ -84,12 +86,6 @@ class CheckpointMismatchError(ValueError):
 def _check_seed(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0 or value >= 2**63:
         raise ValueError(f"{name} must be an integer in [0, 2**63), got {value!r}")
-    return int(value)
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -153,8 +149,8 @@ class TrainConfig:
     rmsprop_eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        _check_positive_int("epochs", self.epochs)
-        _check_positive_int("batch_size", self.batch_size)
+        checks.integer(self.epochs, "epochs")
+        checks.integer(self.batch_size, "batch_size")
         for name in ("lr", "rmsprop_eps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -222,7 +218,7 @@ def init_model(factory: Callable[[], M], init_seed: int) -> M:
 
 def epoch_order(size: int, data_seed: int, epoch: int) -> torch.Tensor:
     """The permutation of ``range(size)`` used in ``epoch`` (1-based): a pure function of its arguments."""
-    size = _check_positive_int("dataset size", size)
+    size = checks.integer(size, "dataset size")
     seed = np.random.SeedSequence([_check_seed("data_seed", data_seed), _check_seed("epoch", epoch)])
     generator = torch.Generator().manual_seed(int(seed.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
     return torch.randperm(size, generator=generator)
@@ -408,9 +404,9 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
     so passing the whole config still lets a run be extended. A non-finite epoch loss raises
     FloatingPointError. The model is returned in eval mode.
     """
-    epochs = _check_positive_int("epochs", epochs)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    keep_checkpoints = _check_positive_int("keep_checkpoints", keep_checkpoints)
+    epochs = checks.integer(epochs, "epochs")
+    batch_size = checks.integer(batch_size, "batch_size")
+    keep_checkpoints = checks.integer(keep_checkpoints, "keep_checkpoints")
     data_seed = _check_seed("data_seed", data_seed)
     size = len(dataset)  # type: ignore[arg-type]
     if size < 1:

@@ -47,6 +47,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from glassbox import checks
+
 Depth = Literal[5, 7, 9]
 DEPTHS: tuple[int, ...] = (5, 7, 9)
 PAPER_BASE_CHANNELS = 64
@@ -110,8 +112,7 @@ class UNet(nn.Module):
         self.width = width
         self.residual = residual
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            checks.integer(value, name)
         if residual and in_channels != out_channels:
             raise ValueError(f"residual=True needs in_channels == out_channels, got {in_channels} and {out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
