@@ -32,11 +32,11 @@ book: $(STAMP)
 	@echo ">> HTML: $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	source $(BIN)/activate && python -m pytest -q
+	source $(BIN)/activate && ruff check lib tests bench scripts book && python -m pytest -q
 
 # unit tests only (no notebook execution, no book build)
 test-fast: $(STAMP)
-	source $(BIN)/activate && python -m pytest -q -m "not slow"
+	source $(BIN)/activate && ruff check lib tests bench scripts book && python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	source $(BIN)/activate && python bench/run.py

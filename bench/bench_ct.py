@@ -17,32 +17,32 @@ import numpy as np
 import torch
 from skimage.transform import iradon, radon
 
-from glassbox import ct
-from glassbox.phantoms import abdominal_phantom
+from glassbox.data import ct_physics
+from glassbox.data.phantoms import abdominal_phantom
 from run import Row
 
 
 def _skimage_pipeline(phantom_hu: np.ndarray, theta: np.ndarray, incident: float, rng: np.random.Generator,
                       noisy: bool = True) -> np.ndarray:
     """The same simulation with scikit-image: radon, Poisson counts, log, iradon (ramp), HU."""
-    size = ct.pixel_mm(phantom_hu.shape[0])
-    p = radon(ct.hu_to_mu(phantom_hu) * size, theta=theta, circle=True)
+    size = ct_physics.pixel_mm(phantom_hu.shape[0])
+    p = radon(ct_physics.hu_to_mu(phantom_hu) * size, theta=theta, circle=True)
     if noisy:
         counts = np.maximum(rng.poisson(incident * np.exp(-p)).astype(np.float64), 1.0)
         p = np.log(incident) - np.log(counts)
-    return ct.mu_to_hu(iradon(p, theta=theta, filter_name="ramp", circle=True) / size)
+    return ct_physics.mu_to_hu(iradon(p, theta=theta, filter_name="ramp", circle=True) / size)
 
 
 def _speed_rows(n: int, n_angles: int, n_ours: int, n_reference: int) -> list[Row]:
     phantoms = np.stack([abdominal_phantom(n, seed) for seed in range(n_ours)])
     t0 = time.perf_counter()
-    proj = ct.projector(n, n_angles)
+    proj = ct_physics.projector(n, n_angles)
     build_s = time.perf_counter() - t0
     theta = proj.angles_deg
-    incident = ct.default_i0(n, n_angles) * 0.25
-    ct.simulate_batch(phantoms[:2], 0.25, seed=0, n_angles=n_angles)  # warm-up
+    incident = ct_physics.default_i0(n, n_angles) * 0.25
+    ct_physics.simulate_batch(phantoms[:2], 0.25, seed=0, n_angles=n_angles)  # warm-up
     t0 = time.perf_counter()
-    ct.simulate_batch(phantoms, 0.25, seed=0, n_angles=n_angles)
+    ct_physics.simulate_batch(phantoms, 0.25, seed=0, n_angles=n_angles)
     ours = (time.perf_counter() - t0) / n_ours
     rng = np.random.default_rng(0)
     times = []
@@ -59,7 +59,7 @@ def _speed_rows(n: int, n_angles: int, n_ours: int, n_reference: int) -> list[Ro
                        "build_s": build_s})]
 
     truth = phantoms[:n_reference]
-    ours_rec = ct.reconstruct(truth, n_angles)
+    ours_rec = ct_physics.reconstruct(truth, n_angles)
     ref_rec = np.stack([_skimage_pipeline(p, theta, incident, rng, noisy=False) for p in truth])
     rmse_ours = float(np.mean([np.sqrt(np.mean((a - b) ** 2)) for a, b in zip(ours_rec, truth)]))
     rmse_ref = float(np.mean([np.sqrt(np.mean((a - b) ** 2)) for a, b in zip(ref_rec, truth)]))
@@ -73,9 +73,9 @@ def _torch_rows(n: int, n_angles: int, batch: int) -> list[Row]:
     """Projection + FBP on the GPU with the torch operators against the scipy CPU path (if CUDA exists)."""
     if not torch.cuda.is_available():
         return []
-    proj = ct.projector(n, n_angles)
+    proj = ct_physics.projector(n, n_angles)
     tp = proj.to_torch("cuda")
-    images = np.stack([ct.hu_to_mu(abdominal_phantom(n, seed)) for seed in range(batch)]).astype(np.float32)
+    images = np.stack([ct_physics.hu_to_mu(abdominal_phantom(n, seed)) for seed in range(batch)]).astype(np.float32)
     x = torch.from_numpy(images).cuda()
     tp.fbp(tp.forward(x))
     torch.cuda.synchronize()
@@ -94,21 +94,21 @@ def _torch_rows(n: int, n_angles: int, batch: int) -> list[Row]:
 def _noise_rows(grids: list[int], realisations: int) -> list[Row]:
     rows = []
     for n in grids:
-        water = ct.water_cylinder(n)
-        clean = ct.reconstruct(water)
+        water = ct_physics.water_cylinder(n)
+        clean = ct_physics.reconstruct(water)
         offsets = np.arange(n) - n // 2
-        roi = np.hypot(offsets[:, None], offsets[None, :]) * ct.pixel_mm(n) < 75.0
+        roi = np.hypot(offsets[:, None], offsets[None, :]) * ct_physics.pixel_mm(n) < 75.0
         sds = {}
         for dose in (1.0, 0.25):
-            images = ct.simulate_batch(np.stack([water] * realisations), dose, seed=123)
+            images = ct_physics.simulate_batch(np.stack([water] * realisations), dose, seed=123)
             sds[dose] = float(np.sqrt(np.mean([np.var((image - clean)[roi]) for image in images])))
         ratio = sds[0.25] / sds[1.0]
-        rows.append(Row(name=f"ct water noise SD quarter/full, {n}x{n}/{ct.default_n_angles(n)}", ours=ratio,
+        rows.append(Row(name=f"ct water noise SD quarter/full, {n}x{n}/{ct_physics.default_n_angles(n)}", ours=ratio,
                         reference=2.0, unit="ratio", target="2.0 +- 0.2 (1/sqrt(dose))",
                         passed=abs(ratio - 2.0) <= 0.2,
-                        note=f"SD full {sds[1.0]:.1f} HU, quarter {sds[0.25]:.1f} HU, I0 {ct.default_i0(n):.3g}",
-                        extra={"sd_full_hu": sds[1.0], "sd_quarter_hu": sds[0.25], "i0": ct.default_i0(n),
-                               "n_angles": ct.default_n_angles(n), "realisations": realisations}))
+                        note=f"SD full {sds[1.0]:.1f} HU, quarter {sds[0.25]:.1f} HU, I0 {ct_physics.default_i0(n):.3g}",
+                        extra={"sd_full_hu": sds[1.0], "sd_quarter_hu": sds[0.25], "i0": ct_physics.default_i0(n),
+                               "n_angles": ct_physics.default_n_angles(n), "realisations": realisations}))
     return rows
 
 

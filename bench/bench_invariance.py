@@ -27,20 +27,21 @@ def _timed(fn):
 
 
 def run(quick: bool) -> list[Row]:
-    from glassbox import ctdata
-    from glassbox import denoisers as dn
-    from glassbox import invariance as inv
-    from glassbox.repro import seed_everything
+    from glassbox.core.repro import seed_everything
+    from glassbox.data import lowdose_ct
+    from glassbox.studies import invariances
+    from glassbox.training import ct_denoisers as dn
+    from glassbox.training import vae_cinn
 
     profile = "smoke" if quick else "quick"
-    cfg = inv.PROFILES[profile]
+    cfg = invariances.PROFILES[profile]
     seed = 0
     seed_everything(seed)
     rows: list[Row] = []
     with temporary_store("bench-invariance-"):
-        pairs, data_wall, _ = _timed(lambda: ctdata.get_pairs(cfg.data, seed, progress=False))
-        sets = inv.chapter_datasets(pairs, cfg, seed)
-        key = inv.data_key(cfg, seed)
+        pairs, data_wall, _ = _timed(lambda: lowdose_ct.get_pairs(cfg.data, seed, progress=False))
+        sets = invariances.chapter_datasets(pairs, cfg, seed)
+        key = invariances.data_key(cfg, seed)
         one_epoch = dataclasses.replace(cfg.chen, epochs=1)
         _, ref_wall, ref_cpu = _timed(lambda: dn.train_chen(sets["train"], one_epoch, seed=seed, progress=False))
         stages: dict[str, tuple[float, float]] = {}
@@ -55,13 +56,13 @@ def run(quick: bool) -> list[Row]:
         yang, _ = stage("WGAN-VGG + feature net", lambda: dn.pretrained_wgan_vgg(
             sets["train"], cfg.yang, data_key=key, featurenet_config=cfg.featurenet, seed=seed, progress=False))
         images = sets["train"].low
-        vae, _ = stage("VAE", lambda: inv.pretrained_vae(images, cfg.vae, data_key=key, seed=seed, progress=False))
-        cinn_key = inv.cinn_key(cfg, key)
+        vae, _ = stage("VAE", lambda: vae_cinn.pretrained_vae(images, cfg.vae, data_key=key, seed=seed, progress=False))
+        cinn_key = invariances.cinn_key(cfg, key)
 
         def all_cinns() -> None:
             for network, net, layers in (("chen", chen, cfg.chen_layers), ("yang", yang, cfg.yang_layers)):
                 for layer in layers:
-                    inv.pretrained_invariance_inn(network, net, layer, vae, images, cfg.cinn, key=cinn_key,
+                    vae_cinn.pretrained_invariance_inn(network, net, layer, vae, images, cfg.cinn, key=cinn_key,
                                                   seed=seed, progress=False)
 
         stage("6 cINNs", all_cinns)

@@ -7,11 +7,10 @@ import time
 
 import torch
 
+from glassbox.models.alexnet import SmallAlexNet
+from glassbox.models.kspace_sampler import KSpaceSampler
+from glassbox.studies.kspace import PROFILES, run_experiment
 from run import Row
-
-from glassbox.alexnet import SmallAlexNet
-from glassbox.kspace import KSpaceSampler
-from glassbox.kspace_experiment import PROFILES, run_experiment
 
 
 def _step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:

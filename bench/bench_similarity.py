@@ -128,7 +128,7 @@ def _pair(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _cca_rows(quick: bool) -> list[Row]:
     import torch
 
-    from glassbox import similarity as S
+    from glassbox.measure import similarity as S
 
     n, widths, repeats = (600, (32, 64, 128), 3) if quick else (2604, (64, 256, 512), 7)
     rows = []
@@ -185,8 +185,8 @@ def _flatten_child(kind: str, n: int, size: int, channels: int) -> dict:
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
-    from glassbox import features as F
-    from glassbox import similarity as S
+    from glassbox.measure import features as F
+    from glassbox.measure import similarity as S
 
     g = torch.Generator().manual_seed(0)
     images = torch.nn.functional.avg_pool2d(torch.randn(n, 1, size, size, generator=g), 5, 1, 2)

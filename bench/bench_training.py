@@ -6,7 +6,7 @@ Two measurements, each against a reference taken in the same run:
   store, exactly as ``unet_training`` does (target: under 10 minutes on the 2-core machine). The
   reference is one epoch of one U-Net-9 on the same data, so ``ref/ours`` says what fraction of the grid
   one such epoch is, a number that holds on a loaded machine.
-- **Throughput of** :func:`glassbox.train.fit` against a bare PyTorch loop (``for x, y in loader:
+- **Throughput of** :func:`glassbox.training.loop.fit` against a bare PyTorch loop (``for x, y in loader:
   zero_grad, forward, L1 + L2, backward, step``) on the same model, data, batch size and optimizer
   (target: ``fit`` within 10 %, i.e. ``ref/ours >= 0.9``). Both run several times, interleaved, and the
   fastest of each counts, so background load hits both alike. ``fit`` runs with its progress bar off and
@@ -47,8 +47,8 @@ def _bare_loop(model: torch.nn.Module, dataset, *, batch_size: int, lr: float, s
 
 def _throughput(recipe, data, *, repeats: int, seed: int) -> tuple[float, float, int]:
     """Fastest epoch of ``fit`` and of the bare loop (seconds) on the same model and batches."""
-    from glassbox.denoising import build_model
-    from glassbox.train import fit
+    from glassbox.training.loop import fit
+    from glassbox.training.unet_denoiser import build_model
 
     train = recipe.train_config()
     ours, bare = [], []
@@ -67,20 +67,21 @@ def _throughput(recipe, data, *, repeats: int, seed: int) -> tuple[float, float,
 
 
 def run(quick: bool) -> list[Row]:
-    from glassbox import ctdata, denoising, qu
-    from glassbox.repro import seed_everything
-    from glassbox.train import trial_seeds
+    from glassbox.core.repro import seed_everything
+    from glassbox.data import lowdose_ct
+    from glassbox.training import unet_denoiser, unet_grid
+    from glassbox.training.loop import trial_seeds
 
     profile = "smoke" if quick else "quick"
-    cfg = qu.PROFILES[profile]
+    cfg = unet_grid.PROFILES[profile]
     seed = 0
     seed_everything(seed)
     threads = torch.get_num_threads()
     rows: list[Row] = []
     with temporary_store("bench-training-"):
-        pairs = ctdata.get_pairs(cfg.data, seed, progress=False)
-        recipe = qu.denoiser_config(cfg, max(cfg.depths), seed)
-        data = denoising.prepare_data(recipe, pairs)
+        pairs = lowdose_ct.get_pairs(cfg.data, seed, progress=False)
+        recipe = unet_grid.denoiser_config(cfg, max(cfg.depths), seed)
+        data = unet_denoiser.prepare_data(recipe, pairs)
 
         ours_s, bare_s, n = _throughput(recipe, data, repeats=2 if quick else 3, seed=seed)
         batches = -(-n // recipe.batch_size)
@@ -93,11 +94,11 @@ def run(quick: bool) -> list[Row]:
 
         one_epoch = dataclasses.replace(recipe, epochs=1)
         start = time.perf_counter()
-        denoising.train_denoiser(one_epoch, pairs, trial_seeds("random", 0, seed), data=data, progress=False)
+        unet_denoiser.train_denoiser(one_epoch, pairs, trial_seeds("random", 0, seed), data=data, progress=False)
         epoch_s = time.perf_counter() - start
 
         wall, cpu = time.perf_counter(), time.process_time()
-        models = qu.train_grid(cfg, pairs, seed=seed, progress=False)
+        models = unet_grid.train_grid(cfg, pairs, seed=seed, progress=False)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     rows.append(Row(name=f"U-Net grid: all {len(models)} {profile} models", ours=wall, reference=epoch_s, unit="s",
                     target="" if quick else f"< {GRID_TARGET_S:.0f} s",

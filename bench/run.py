@@ -10,17 +10,17 @@ against a reference measured *in the same run* (a ratio), so the table holds on 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import importlib.util
 import json
+import os
 import platform
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 

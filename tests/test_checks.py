@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from glassbox import checks
+from glassbox.core import checks
 
 
 class CustomError(ValueError):

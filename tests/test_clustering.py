@@ -12,8 +12,8 @@ from hypothesis import strategies as st  # noqa: E402
 from scipy.cluster.hierarchy import fcluster, linkage  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-from glassbox import clustering as CL  # noqa: E402
-from glassbox import similarity as S  # noqa: E402
+from glassbox.measure import clustering as CL
+from glassbox.measure import similarity as S
 
 
 def relu_features(rng: np.random.Generator, n: int = 200, m: int = 48) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""glassbox.degrade: identities, statistics of each degradation, MSE matching, errors."""
+"""glassbox.data.degrade: identities, statistics of each degradation, MSE matching, errors."""
 import numpy as np
 import pytest
 from skimage import data as skdata
 from skimage.transform import resize
 
-from glassbox import degrade as gd
+from glassbox.data import degrade as gd
 
 
 @pytest.fixture(scope="module")

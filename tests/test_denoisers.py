@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from glassbox import denoisers as dn
-from glassbox.featurenet import FeatureNetError, hu_to_input
+from glassbox.models import chen_cnn, common, feature_nets, wgan_vgg
+from glassbox.models.feature_nets import FeatureNetError, hu_to_input
+from glassbox.training import ct_denoisers
 
 
 def _convs(net: nn.Module) -> list[nn.Conv2d]:
@@ -18,20 +19,20 @@ def _convs(net: nn.Module) -> list[nn.Conv2d]:
 
 
 def test_chen_architecture_matches_the_paper_and_keeps_the_image_size():
-    net = dn.ChenCNN()
+    net = chen_cnn.ChenCNN()
     convs = _convs(net)
     assert [(c.kernel_size[0], c.out_channels) for c in convs] == [(9, 64), (3, 32), (5, 1)]
     assert [type(m) for m in net.layers] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.Conv2d]
     assert net(torch.zeros(2, 1, 20, 24)).shape == (2, 1, 20, 24)
-    assert _convs(dn.ChenCNN(last_kernel=3))[-1].kernel_size == (3, 3)  # seed 004's Table I variant
-    with pytest.raises(dn.DenoiserError, match="last_kernel"):
-        dn.ChenCNN(last_kernel=4)
+    assert _convs(chen_cnn.ChenCNN(last_kernel=3))[-1].kernel_size == (3, 3)  # seed 004's Table I variant
+    with pytest.raises(common.DenoiserError, match="last_kernel"):
+        chen_cnn.ChenCNN(last_kernel=4)
 
 
 def test_yang_generator_has_eight_3x3_convs_and_fifteen_layers():
-    net = dn.YangGenerator()
+    net = wgan_vgg.YangGenerator()
     convs = _convs(net)
-    assert len(convs) == 8 and dn.n_layers(net) == 15
+    assert len(convs) == 8 and common.n_layers(net) == 15
     assert all(c.kernel_size == (3, 3) for c in convs)
     assert [c.out_channels for c in convs] == [32] * 7 + [1]
     assert net(torch.zeros(1, 1, 17, 17)).shape == (1, 1, 17, 17)
@@ -40,52 +41,52 @@ def test_yang_generator_has_eight_3x3_convs_and_fifteen_layers():
 def test_paper_layers_are_convolution_outputs_and_truncation_reproduces_the_network():
     torch.manual_seed(0)
     x = torch.randn(2, 1, 16, 16)
-    for net, layers in ((dn.ChenCNN(), dn.CHEN_LAYERS), (dn.YangGenerator(), dn.YANG_LAYERS)):
+    for net, layers in ((chen_cnn.ChenCNN(), chen_cnn.CHEN_LAYERS), (wgan_vgg.YangGenerator(), wgan_vgg.YANG_LAYERS)):
         assert all(isinstance(net.layers[k - 1], nn.Conv2d) for k in layers)
-        full = dn.truncate(net, dn.n_layers(net))
+        full = common.truncate(net, common.n_layers(net))
         assert torch.equal(full(x), net(x))
-    yang = dn.YangGenerator()
+    yang = wgan_vgg.YangGenerator()
     # layer 13 = conv 7 before its ReLU (it can be negative); layer 14 applies that ReLU
-    z13, z14 = dn.truncate(yang, 13)(x), dn.truncate(yang, 14)(x)
+    z13, z14 = common.truncate(yang, 13)(x), common.truncate(yang, 14)(x)
     assert z13.shape == (2, 32, 16, 16) and torch.equal(torch.relu(z13), z14)
-    with pytest.raises(dn.DenoiserError, match="layer"):
-        dn.truncate(dn.ChenCNN(), 6)
-    with pytest.raises(dn.DenoiserError, match="layer"):
-        dn.truncate(dn.ChenCNN(), 0)
+    with pytest.raises(common.DenoiserError, match="layer"):
+        common.truncate(chen_cnn.ChenCNN(), 6)
+    with pytest.raises(common.DenoiserError, match="layer"):
+        common.truncate(chen_cnn.ChenCNN(), 0)
 
 
 def test_critic_feature_map_matches_the_reference_size():
     # ldct-benchmark: 64 x 64 input, no padding -> 256 x 5 x 5 before the FC 1024 layer
-    critic = dn.WGANCritic(64, width=64)
+    critic = wgan_vgg.WGANCritic(64, width=64)
     assert critic.head[1].in_features == 256 * 5 * 5 and critic.head[1].out_features == 1024
     assert critic(torch.zeros(3, 1, 64, 64)).shape == (3,)
-    with pytest.raises(dn.DenoiserError, match="patch_size"):
-        dn.WGANCritic(16)
-    with pytest.raises(dn.DenoiserError, match="expects"):
-        dn.WGANCritic(32, width=4)(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(common.DenoiserError, match="patch_size"):
+        wgan_vgg.WGANCritic(16)
+    with pytest.raises(common.DenoiserError, match="expects"):
+        wgan_vgg.WGANCritic(32, width=4)(torch.zeros(1, 1, 64, 64))
 
 
 def test_perceptual_input_maps_reach_each_networks_scale(tmp_path):
     hu = torch.tensor([-1024.0, -1000.0, 0.0, 3072.0]).view(1, 1, 2, 2)
     units = (hu + 1000.0) / 1000.0
     identity = nn.Sequential(nn.Identity())
-    ct = dn.PerceptualFeatures(identity, offset=1.0, scale=1.0)
+    ct = feature_nets.PerceptualFeatures(identity, offset=1.0, scale=1.0)
     assert torch.allclose(ct(units)[0], hu_to_input(hu), atol=1e-6)
     # the VGG path: [-1024, 3072] HU onto [0, 1]; build a weights file for conv1_1 only
     weights = {"features.0.weight": torch.randn(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}
     torch.save(weights, tmp_path / "vgg.pth")
-    vgg = dn.perceptual_features("vgg19", vgg19_weights=tmp_path / "vgg.pth", layers=("relu1_1",))
+    vgg = ct_denoisers.perceptual_features("vgg19", vgg19_weights=tmp_path / "vgg.pth", layers=("relu1_1",))
     mapped = (units - vgg.offset) * vgg.scale
     assert torch.allclose(mapped.flatten()[[0, 3]], torch.tensor([0.0, 1.0]), atol=1e-6)
     assert vgg(units)[0].shape == (1, 64, 2, 2)
     with pytest.raises(FileNotFoundError, match="never downloads"):
-        dn.perceptual_features("vgg19", vgg19_weights=tmp_path / "missing.pth")
-    with pytest.raises(dn.DenoiserError, match="vgg19_weights"):
-        dn.YangConfig(perceptual="vgg19")
-    with pytest.raises(dn.DenoiserError, match="'ct' or 'vgg19'"):
-        dn.perceptual_features("imagenet")
+        ct_denoisers.perceptual_features("vgg19", vgg19_weights=tmp_path / "missing.pth")
+    with pytest.raises(common.DenoiserError, match="vgg19_weights"):
+        ct_denoisers.YangConfig(perceptual="vgg19")
+    with pytest.raises(common.DenoiserError, match="'ct' or 'vgg19'"):
+        ct_denoisers.perceptual_features("imagenet")
     with pytest.raises(FeatureNetError):
-        dn.perceptual_features("vgg19", vgg19_weights=tmp_path / "vgg.pth", layers=("conv9_9",))
+        ct_denoisers.perceptual_features("vgg19", vgg19_weights=tmp_path / "vgg.pth", layers=("conv9_9",))
 
 
 def _toy_pairs(n: int = 24, size: int = 32, seed: int = 0) -> TensorDataset:
@@ -100,7 +101,7 @@ def _toy_pairs(n: int = 24, size: int = 32, seed: int = 0) -> TensorDataset:
 
 def test_chen_training_lowers_the_l2_loss():
     data = _toy_pairs()
-    model, history = dn.train_chen(data, dn.ChenConfig(epochs=3, batch_size=8, lr=1e-3), seed=0, progress=False)
+    model, history = ct_denoisers.train_chen(data, ct_denoisers.ChenConfig(epochs=3, batch_size=8, lr=1e-3), seed=0, progress=False)
     losses = [e["train_loss"] for e in history.epochs]
     assert losses[-1] < 0.5 * losses[0]
     assert not model.training
@@ -121,15 +122,15 @@ class _TinyFeatures(nn.Module):
 def test_wgan_vgg_resumes_exactly_and_refuses_a_foreign_checkpoint(tmp_path):
     data = _toy_pairs(n=8)
     features = _TinyFeatures().requires_grad_(False)
-    config = dn.YangConfig(epochs=2, batch_size=4, lr=1e-4, n_critic=2, critic_width=4)
-    straight, critic, history = dn.train_wgan_vgg(data, features, config, seed=1, progress=False)
+    config = ct_denoisers.YangConfig(epochs=2, batch_size=4, lr=1e-4, n_critic=2, critic_width=4)
+    straight, critic, history = ct_denoisers.train_wgan_vgg(data, features, config, seed=1, progress=False)
     assert len(history.epochs) == 2 and all(np.isfinite(e["critic_loss"]) for e in history.epochs)
     first = dataclasses.replace(config, epochs=1)
-    dn.train_wgan_vgg(data, features, first, seed=1, checkpoint_dir=tmp_path / "run", progress=False)
-    with pytest.raises(dn.DenoiserError, match="another WGAN-VGG run"):
-        dn.train_wgan_vgg(data, features, dataclasses.replace(first, lr=2e-4), seed=1,
+    ct_denoisers.train_wgan_vgg(data, features, first, seed=1, checkpoint_dir=tmp_path / "run", progress=False)
+    with pytest.raises(common.DenoiserError, match="another WGAN-VGG run"):
+        ct_denoisers.train_wgan_vgg(data, features, dataclasses.replace(first, lr=2e-4), seed=1,
                           checkpoint_dir=tmp_path / "run", progress=False)
-    resumed, resumed_critic, resumed_history = dn.train_wgan_vgg(data, features, config, seed=1,
+    resumed, resumed_critic, resumed_history = ct_denoisers.train_wgan_vgg(data, features, config, seed=1,
                                                                  checkpoint_dir=tmp_path / "run", progress=False)
     for a, b in ((straight, resumed), (critic, resumed_critic)):
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
@@ -138,11 +139,11 @@ def test_wgan_vgg_resumes_exactly_and_refuses_a_foreign_checkpoint(tmp_path):
 
 
 def test_configs_reject_bad_values():
-    with pytest.raises(dn.DenoiserError, match="epochs"):
-        dn.ChenConfig(epochs=0)
-    with pytest.raises(dn.DenoiserError, match="betas"):
-        dn.YangConfig(betas=(0.5, 1.5))
-    with pytest.raises(dn.DenoiserError, match="pretrain_epochs"):
-        dn.YangConfig(pretrain_epochs=-1)
-    with pytest.raises(dn.DenoiserError, match=r"\(N, 1, H, W\)"):
-        dn.ChenCNN()(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(common.DenoiserError, match="epochs"):
+        ct_denoisers.ChenConfig(epochs=0)
+    with pytest.raises(common.DenoiserError, match="betas"):
+        ct_denoisers.YangConfig(betas=(0.5, 1.5))
+    with pytest.raises(common.DenoiserError, match="pretrain_epochs"):
+        ct_denoisers.YangConfig(pretrain_epochs=-1)
+    with pytest.raises(common.DenoiserError, match=r"\(N, 1, H, W\)"):
+        chen_cnn.ChenCNN()(torch.zeros(1, 3, 8, 8))

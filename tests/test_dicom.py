@@ -1,4 +1,4 @@
-"""Tests for glassbox.dicom: tiny fake trees in the real Mayo and TCIA layouts, written with pydicom.
+"""Tests for glassbox.data.dicom: tiny fake trees in the real Mayo and TCIA layouts, written with pydicom.
 
 Fakes live in this file: a Mayo tree comes from the library's own writer (``write_mayo_tree``), a TCIA
 tree from ``write_series`` into NBIA-style folders with NBIA file names (``1-NNN.dcm``) given in a
@@ -21,9 +21,15 @@ from pydicom.filewriter import write_dataset
 from pydicom.pixels import apply_rescale
 from pydicom.uid import UID
 
-from glassbox import dicom
-from glassbox.dicom import (CorruptDicomError, DicomError, MismatchError, MissingPairError, NoSeriesFoundError,
-                            NotCTImageError)
+from glassbox.data import dicom
+from glassbox.data.dicom import (
+    CorruptDicomError,
+    DicomError,
+    MismatchError,
+    MissingPairError,
+    NoSeriesFoundError,
+    NotCTImageError,
+)
 
 PATIENTS = ("L067", "L096")
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))

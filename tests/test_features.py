@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from glassbox import features as F
-from glassbox import similarity as S
+from glassbox.measure import features as F
+from glassbox.measure import similarity as S
 
 
 def small_net(seed: int) -> nn.Sequential:

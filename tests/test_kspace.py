@@ -1,4 +1,4 @@
-"""Tests of the learnable k-space sampling layer and the fixed masks (glassbox.kspace)."""
+"""Tests of the learnable k-space sampling layer and the fixed masks (glassbox.models.kspace_sampler)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,20 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glassbox.kspace import (SAMPLE_COLUMN, FixedMaskSampler, KSpaceSampler, apply_mask, centre_mask, centre_order,
-                             check_rate, fastmri_center_fraction, fft2c, ifft2c, init_logit, random_mask)
+from glassbox.models.kspace_sampler import (
+    SAMPLE_COLUMN,
+    FixedMaskSampler,
+    KSpaceSampler,
+    apply_mask,
+    centre_mask,
+    centre_order,
+    check_rate,
+    fastmri_center_fraction,
+    fft2c,
+    ifft2c,
+    init_logit,
+    random_mask,
+)
 
 
 def _image(seed: int = 0, shape=(2, 1, 16, 16), dtype=torch.float32) -> torch.Tensor:
@@ -250,8 +262,8 @@ def test_random_mask_matches_fastmri_expected_rate_and_has_a_full_centre():
 def _fake_experiment(shift: float):
     """An experiment dict with synthetic scores: AUC rises with the rate on the own vendor, and on the
     other vendor the lowest rate is better than full sampling by ``shift`` standard deviations."""
-    from glassbox.kspace_experiment import PROFILES, ExperimentData
-    from glassbox.mri import MRIDataset
+    from glassbox.data.mri import MRIDataset
+    from glassbox.studies.kspace import PROFILES, ExperimentData
 
     cfg = PROFILES["quick"]
     rng = np.random.default_rng(0)
@@ -277,7 +289,7 @@ def _fake_experiment(shift: float):
 
 
 def test_paper_table1_is_stored_as_printed():
-    from glassbox.kspace_experiment import PAPER_TABLE1, paper_frame
+    from glassbox.studies.kspace import PAPER_TABLE1, paper_frame
 
     assert PAPER_TABLE1["A"]["own"][1] == 0.878 and PAPER_TABLE1["B"]["own"][1] == 0.868
     assert PAPER_TABLE1["A"]["other"][0] == 0.689 and PAPER_TABLE1["B"]["other"][0] == 0.726
@@ -286,7 +298,7 @@ def test_paper_table1_is_stored_as_printed():
 
 
 def test_table1_layout_and_verdicts_follow_the_scores():
-    from glassbox.kspace_experiment import auc_frame, table1, verdicts
+    from glassbox.studies.kspace import auc_frame, table1, verdicts
 
     exp = _fake_experiment(shift=1.0)
     frame = auc_frame(exp)
@@ -303,7 +315,7 @@ def test_table1_layout_and_verdicts_follow_the_scores():
 
 
 def test_config_rejects_bad_values():
-    from glassbox.kspace_experiment import KSpaceConfig
+    from glassbox.studies.kspace import KSpaceConfig
 
     with pytest.raises(ValueError, match="rates"):
         KSpaceConfig(rates=(0.0, 1.0))

@@ -1,4 +1,4 @@
-"""glassbox.losses against torch.nn.functional, the notes' closed forms, and clear errors."""
+"""glassbox.training.losses against torch.nn.functional, the notes' closed forms, and clear errors."""
 import math
 
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glassbox import losses as gl
+from glassbox.training import losses as gl
 
 
 def _gen(seed: int) -> torch.Generator:

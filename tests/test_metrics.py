@@ -1,4 +1,4 @@
-"""glassbox.metrics against scikit-image / scikit-learn, closed forms, and clear errors."""
+"""glassbox.measure.image_metrics against scikit-image / scikit-learn, closed forms, and clear errors."""
 import math
 
 import numpy as np
@@ -12,7 +12,7 @@ from skimage import metrics as skm
 from skimage.transform import resize
 from sklearn.metrics import f1_score, mean_absolute_error
 
-from glassbox import metrics as gm
+from glassbox.measure import image_metrics as gm
 
 finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=64)
 image_pairs = st.tuples(st.integers(8, 24), st.integers(8, 24)).flatmap(

@@ -1,4 +1,4 @@
-"""Tests of the two-vendor breast-MRI simulator (glassbox.mri)."""
+"""Tests of the two-vendor breast-MRI simulator (glassbox.data.mri)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glassbox.mri import (VENDOR_A, VENDOR_B, VENDOR_B_CONTRAST_ONLY, Acquisition, AnatomyConfig, Contrast, acquire,
-                          patient_split, simulate_vendor, vendor_separability)
+from glassbox.data.mri import (
+    VENDOR_A,
+    VENDOR_B,
+    VENDOR_B_CONTRAST_ONLY,
+    Acquisition,
+    AnatomyConfig,
+    Contrast,
+    acquire,
+    patient_split,
+    simulate_vendor,
+    vendor_separability,
+)
 
 SMALL = AnatomyConfig(size=32, slices_per_patient=4)
 

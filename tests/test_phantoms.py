@@ -1,4 +1,4 @@
-"""Tests of glassbox.phantoms: plausible HU per tissue, determinism, geometry, continuity along z."""
+"""Tests of glassbox.data.phantoms: plausible HU per tissue, determinism, geometry, continuity along z."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glassbox import phantoms
-from glassbox.phantoms import TISSUE_LABELS
+from glassbox.data import phantoms
+from glassbox.data.phantoms import TISSUE_LABELS
 
 # (low, high) bounds of the median HU of each tissue in a non-contrast phantom (research notes / the issue)
 PLAUSIBLE_MEDIAN_HU = {

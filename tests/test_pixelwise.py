@@ -1,4 +1,4 @@
-"""glassbox.pixelwise: the chapter's experiments on tiny sizes; the claims they are built to show."""
+"""glassbox.studies.pixelwise: the chapter's experiments on tiny sizes; the claims they are built to show."""
 import dataclasses
 
 import numpy as np
@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from glassbox import pixelwise as pw
-from glassbox import shapes
+from glassbox.data import shapes
+from glassbox.models import feature_nets
+from glassbox.studies import pixelwise as pw
 
 SMOKE = pw.PROFILES["smoke"]
 
@@ -99,7 +100,7 @@ def test_restorers_train_and_denoise_on_tiny_data():
     data = pw.restoration_data(SMOKE, seed=0)
     crop = SMOKE.restore_crop
     assert data["low"].shape == data["full"].shape == (SMOKE.n_restore_patients * SMOKE.restore_crops_per_image, 1, crop, crop)
-    net = pw.featurenet.FeatureNet(base=2)
+    net = feature_nets.FeatureNet(base=2)
     examples = pw.ct_examples(SMOKE, seed=0)
     for loss_name in pw.RESTORATION_LOSSES:
         result = pw.train_restorer(loss_name, SMOKE, seed=0, feature_net=net, progress=False, data=data)

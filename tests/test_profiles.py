@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from glassbox import profiles
-from glassbox.profiles import PROFILES, default_profile, resolve_profile, setup_run
+from glassbox import chapters
+from glassbox.chapters import setup_run
+from glassbox.report.profiles import PROFILE_NAMES, default_profile, resolve_profile
 
 
 def test_default_profile_is_quick_when_unset(monkeypatch):
@@ -53,11 +54,11 @@ def test_unknown_chapter_lists_known_ones():
         setup_run("nope", profile="smoke")
 
 
-@pytest.mark.parametrize("chapter", sorted(profiles.CHAPTERS))
+@pytest.mark.parametrize("chapter", sorted(chapters.CHAPTERS))
 def test_every_chapter_has_every_profile(chapter):
-    table = profiles.profile_table(chapter)
-    assert set(PROFILES) <= set(table)
-    configs = [table[p] for p in PROFILES]
+    table = chapters.profile_table(chapter)
+    assert set(PROFILE_NAMES) <= set(table)
+    configs = [table[p] for p in PROFILE_NAMES]
     assert len({repr(c) for c in configs}) == 3, "smoke, quick and paper should differ"
     for config in configs:  # frozen dataclasses: a run cannot change its own configuration
         with pytest.raises(Exception):

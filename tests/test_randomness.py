@@ -12,14 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from glassbox import ctdata, denoising
-from glassbox import randomness as R
-from glassbox.unet import UNet
+from glassbox.data import lowdose_ct
+from glassbox.measure.stats import interval, spearman_bootstrap
+from glassbox.models.unet import UNet
+from glassbox.studies import randomness
+from glassbox.training import unet_denoiser
 
-TINY_DATA = ctdata.CTDataConfig(n=32, n_patients=3, slices_per_patient=2, i0=3e3)
-TINY = R.RandomnessConfig(
+TINY_DATA = lowdose_ct.CTDataConfig(n=32, n_patients=3, slices_per_patient=2, i0=3e3)
+TINY = randomness.RandomnessConfig(
     data=TINY_DATA,
-    denoiser=denoising.DenoiserConfig(depth=5, width=0.0625, residual=True, lr=1e-3, patch_size=16, n_patches=16,
+    denoiser=unet_denoiser.DenoiserConfig(depth=5, width=0.0625, residual=True, lr=1e-3, patch_size=16, n_patches=16,
                                       epochs=2),
     n_pairs=1, feature_patch_size=16, n_feature_images=12, curve_feature_images=8, chance_draws=3, bootstrap=20)
 
@@ -27,12 +29,12 @@ TINY = R.RandomnessConfig(
 @pytest.fixture(scope="module")
 def tiny_pairs():
     d = TINY_DATA
-    return ctdata.simulate_patients(d.n, d.n_patients, d.slices_per_patient, d.dose, 0, i0=d.i0)
+    return lowdose_ct.simulate_patients(d.n, d.n_patients, d.slices_per_patient, d.dose, 0, i0=d.i0)
 
 
 @pytest.fixture(scope="module")
 def tiny_eval(tiny_pairs):
-    return R.evaluation_set(TINY, tiny_pairs, 0)
+    return randomness.evaluation_set(TINY, tiny_pairs, 0)
 
 
 # --- the 1-ulp perturbation --------------------------------------------------------------------------------
@@ -40,9 +42,9 @@ def tiny_eval(tiny_pairs):
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**31), ulps=st.sampled_from([1, -1, 3]))
 def test_ulp_perturbation_moves_exactly_one_weight_by_nextafter(seed, ulps):
-    model = denoising.build_model(TINY.denoiser, 7)
+    model = unet_denoiser.build_model(TINY.denoiser, 7)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    chosen = R.pick_ulp_weight(TINY.denoiser, seed)
+    chosen = randomness.pick_ulp_weight(TINY.denoiser, seed)
     perturbation = dataclasses.replace(chosen, ulps=ulps)
     perturbation.apply(model)
     after = model.state_dict()
@@ -58,8 +60,8 @@ def test_ulp_perturbation_moves_exactly_one_weight_by_nextafter(seed, ulps):
 
 def test_pick_ulp_weight_is_seeded_and_picks_a_convolution_weight():
     params = dict(UNet(TINY.denoiser.depth, TINY.denoiser.width, residual=True).named_parameters())
-    picks = [R.pick_ulp_weight(TINY.denoiser, s) for s in range(30)]
-    assert picks[3] == R.pick_ulp_weight(TINY.denoiser, 3)
+    picks = [randomness.pick_ulp_weight(TINY.denoiser, s) for s in range(30)]
+    assert picks[3] == randomness.pick_ulp_weight(TINY.denoiser, 3)
     assert all(params[p.parameter].ndim >= 2 and 0 <= p.index < params[p.parameter].numel() for p in picks)
     assert len({(p.parameter, p.index) for p in picks}) > 20
 
@@ -67,28 +69,28 @@ def test_pick_ulp_weight_is_seeded_and_picks_a_convolution_weight():
 def test_ulp_perturbation_rejects_bad_targets():
     model = UNet(5, 0.0625)
     with pytest.raises(ValueError, match="no parameter"):
-        R.UlpPerturbation("Down9.weight", 0).apply(model)
+        randomness.UlpPerturbation("Down9.weight", 0).apply(model)
     with pytest.raises(ValueError, match="out of range"):
-        R.UlpPerturbation("Down1.0.weight", 10**9).apply(model)
+        randomness.UlpPerturbation("Down1.0.weight", 10**9).apply(model)
     with pytest.raises(ValueError, match="non-zero"):
-        R.UlpPerturbation("Down1.0.weight", 0, ulps=0)
+        randomness.UlpPerturbation("Down1.0.weight", 0, ulps=0)
 
 
 # --- conditions ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("condition", list(R.CONDITIONS))
+@pytest.mark.parametrize("condition", list(randomness.CONDITIONS))
 def test_each_condition_changes_only_what_it_says(condition):
     for pair in range(3):
-        a, b = R.trial_pair(condition, pair, seed=11, config=TINY)
-        assert R.differing_fields(a, b) == R.SOURCE_FIELDS[condition]
+        a, b = randomness.trial_pair(condition, pair, seed=11, config=TINY)
+        assert randomness.differing_fields(a, b) == randomness.SOURCE_FIELDS[condition]
         if condition != "gpu_nondeterministic":  # trial A is shared by every CPU condition of a pair
-            assert a == R.trial_pair("identical", pair, 11, TINY)[0]
-    assert R.trial_pair(condition, 0, 11, TINY)[0] != R.trial_pair(condition, 1, 11, TINY)[0]
+            assert a == randomness.trial_pair("identical", pair, 11, TINY)[0]
+    assert randomness.trial_pair(condition, 0, 11, TINY)[0] != randomness.trial_pair(condition, 1, 11, TINY)[0]
 
 
 def test_conditions_follow_the_device_and_bad_configs_fail():
-    assert "threads" in R.conditions_for(TINY, "cpu") and "gpu_nondeterministic" not in R.conditions_for(TINY, "cpu")
-    assert "threads" not in R.conditions_for(TINY, "cuda") and "gpu_nondeterministic" in R.conditions_for(TINY, "cuda")
+    assert "threads" in randomness.conditions_for(TINY, "cpu") and "gpu_nondeterministic" not in randomness.conditions_for(TINY, "cpu")
+    assert "threads" not in randomness.conditions_for(TINY, "cuda") and "gpu_nondeterministic" in randomness.conditions_for(TINY, "cuda")
     with pytest.raises(ValueError, match="conditions"):
         dataclasses.replace(TINY, conditions=("init", "seed"))
     with pytest.raises(ValueError, match="feature_patch_size"):
@@ -96,9 +98,9 @@ def test_conditions_follow_the_device_and_bad_configs_fail():
     with pytest.raises(ValueError, match="curve_feature_images"):
         dataclasses.replace(TINY, curve_feature_images=13)
     with pytest.raises(ValueError, match="alt_threads"):
-        R.trial_pair("threads", 0, 0, dataclasses.replace(TINY, torch_threads=2, alt_threads=2))
+        randomness.trial_pair("threads", 0, 0, dataclasses.replace(TINY, torch_threads=2, alt_threads=2))
     with pytest.raises(ValueError, match="unknown condition"):
-        R.trial_pair("cosmic_rays", 0, 0, TINY)
+        randomness.trial_pair("cosmic_rays", 0, 0, TINY)
 
 
 # --- snapshots and the probe ----------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ def test_conditions_follow_the_device_and_bad_configs_fail():
 @settings(max_examples=30, deadline=None)
 @given(spe=st.integers(1, 50), epochs=st.integers(1, 12), every=st.integers(1, 5))
 def test_snapshot_steps_hold_zero_powers_of_two_epoch_ends_and_the_end(spe, epochs, every):
-    steps = R.snapshot_steps(spe, epochs, every)
+    steps = randomness.snapshot_steps(spe, epochs, every)
     total = spe * epochs
     assert list(steps) == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total
     assert {2**k for k in range(20) if 2**k <= total} <= set(steps)
@@ -116,7 +118,7 @@ def test_snapshot_steps_hold_zero_powers_of_two_epoch_ends_and_the_end(spe, epoc
 
 def test_training_probe_counts_training_forwards_only():
     model = UNet(5, 0.0625)
-    probe = R.TrainingProbe(None, (0, 2))
+    probe = randomness.TrainingProbe(None, (0, 2))
     probe.apply(model)
     x = torch.zeros(2, 1, 8, 8)
     model.train()
@@ -140,8 +142,8 @@ def test_training_probe_counts_training_forwards_only():
 def tiny_trials(tiny_pairs, tiny_eval):
     out = {}
     for condition in ("identical", "ulp"):
-        a, b = R.trial_pair(condition, 0, 0, TINY)
-        out[condition] = [R.run_trial(TINY, spec, seed=0, pairs=tiny_pairs, evaluation=tiny_eval, progress=False)
+        a, b = randomness.trial_pair(condition, 0, 0, TINY)
+        out[condition] = [randomness.run_trial(TINY, spec, seed=0, pairs=tiny_pairs, evaluation=tiny_eval, progress=False)
                           for spec in (a, b)]
     return out
 
@@ -159,44 +161,44 @@ def test_identical_trials_give_identical_weights_features_and_outputs(tiny_trial
 
 def test_ulp_trial_starts_one_ulp_away_and_snapshots_are_the_weights(tiny_trials, tiny_pairs):
     a, b = tiny_trials["ulp"]
-    data = denoising.prepare_data(TINY.denoiser_for(0), tiny_pairs)
+    data = unet_denoiser.prepare_data(TINY.denoiser_for(0), tiny_pairs)
     spe = -(-data.n_train // TINY.denoiser.batch_size)
-    assert a["steps"] == list(R.snapshot_steps(spe, TINY.denoiser.epochs))
+    assert a["steps"] == list(randomness.snapshot_steps(spe, TINY.denoiser.epochs))
     start = np.flatnonzero(a["weights"][0] != b["weights"][0])
     assert start.size == 1
     assert b["weights"][0][start[0]] == np.nextafter(a["weights"][0][start[0]], np.float32(np.inf))
     # step 0 is the initial model of train_denoiser; the last snapshot is the trained model
-    init = denoising.build_model(TINY.denoiser_for(0), a["spec"]["init_seed"])
+    init = unet_denoiser.build_model(TINY.denoiser_for(0), a["spec"]["init_seed"])
     assert np.array_equal(a["weights"][0], torch.cat([p.detach().reshape(-1) for p in init.parameters()]).numpy())
     final = torch.cat([a["state_dict"][name].reshape(-1) for name, _ in init.named_parameters()]).numpy()
     assert np.array_equal(a["weights"][-1], final)
 
 
 def test_non_deterministic_trials_are_refused_on_cpu(tiny_pairs, tiny_eval):
-    a, _ = R.trial_pair("gpu_nondeterministic", 0, 0, TINY)
+    a, _ = randomness.trial_pair("gpu_nondeterministic", 0, 0, TINY)
     with pytest.raises(ValueError, match="CUDA"):
-        R.run_trial(TINY, a, seed=0, pairs=tiny_pairs, evaluation=tiny_eval, progress=False)
+        randomness.run_trial(TINY, a, seed=0, pairs=tiny_pairs, evaluation=tiny_eval, progress=False)
 
 
 # --- statistics ------------------------------------------------------------------------------------------------
 
 def test_relative_distance_and_interval_match_closed_forms():
     a = np.array([3.0, 4.0])
-    assert R.relative_distance(a, a) == 0.0 and R.relative_distance(a, np.zeros(2)) == 1.0
+    assert randomness.relative_distance(a, a) == 0.0 and randomness.relative_distance(a, np.zeros(2)) == 1.0
     values = [0.2, 0.5, 0.9, 0.4]
-    mean, lo, hi = R.interval(values)
+    mean, lo, hi = interval(values)
     ref = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
     assert mean == pytest.approx(np.mean(values)) and (lo, hi) == pytest.approx(ref)
-    assert math.isnan(R.interval([1.0])[1])
+    assert math.isnan(interval([1.0])[1])
 
 
 def test_spearman_bootstrap_matches_scipy_and_is_exact_for_monotone_data():
     rng = np.random.default_rng(0)
     x = rng.standard_normal(30)
     y = x + rng.standard_normal(30)
-    r = R.spearman_bootstrap(x, y, n_boot=300, seed=1)
+    r = spearman_bootstrap(x, y, n_boot=300, seed=1)
     assert r["rho"] == pytest.approx(stats.spearmanr(x, y)[0]) and r["lo"] <= r["rho"] <= r["hi"]
-    mono = R.spearman_bootstrap(x, np.exp(x), n_boot=100)
+    mono = spearman_bootstrap(x, np.exp(x), n_boot=100)
     assert mono["rho"] == pytest.approx(1.0) and mono["lo"] == pytest.approx(1.0) and mono["hi"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least 3"):
-        R.spearman_bootstrap([1.0, 2.0], [1.0, 3.0])
+        spearman_bootstrap([1.0, 2.0], [1.0, 3.0])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from glassbox import repro
+from glassbox.core import repro
 
 
 def test_seed_everything_repeats_every_generator():

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glassbox.results import load_all, load_results, save_results, to_jsonable
+from glassbox.report.results import load_all, load_results, save_results, to_jsonable
 
 
 def test_round_trip(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests of AUC, its confidence intervals and the paired DeLong test (glassbox.roc)."""
+"""Tests of AUC, its confidence intervals and the paired DeLong test (glassbox.measure.roc)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from glassbox.roc import ROCInputError, auc, bootstrap_ci, delong_ci, delong_paired_test
+from glassbox.measure.roc import (
+    ROCInputError,
+    auc,
+    bootstrap_ci,
+    delong_ci,
+    delong_paired_test,
+)
 
 
 def _binormal(rng: np.random.Generator, n: int, shift: float) -> tuple[np.ndarray, np.ndarray]:

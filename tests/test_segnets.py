@@ -1,10 +1,11 @@
-"""glassbox.segnets: the notes' architectures, shapes, seeding, input errors, and that they can learn."""
+"""glassbox.models.segnets: the notes' architectures, shapes, seeding, input errors, and that they can learn."""
 import pytest
 import torch
 from torch import nn
 
-from glassbox import losses, segnets
-from glassbox.segnets import ARCHITECTURES
+from glassbox.models import segnets
+from glassbox.models.segnets import ARCHITECTURES
+from glassbox.training import losses
 
 
 def _conv_params(c_in: int, c_out: int, k: int = 3) -> int:

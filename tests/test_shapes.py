@@ -1,4 +1,4 @@
-"""glassbox.shapes: geometry, sizes, noise, reproducibility and configuration errors."""
+"""glassbox.data.shapes: geometry, sizes, noise, reproducibility and configuration errors."""
 import math
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from glassbox import shapes
-from glassbox.shapes import LARGE, SMALL, ShapesConfig
+from glassbox.data import shapes
+from glassbox.data.shapes import LARGE, SMALL, ShapesConfig
 
 
 @pytest.mark.parametrize("radius", [2.0, 3.0, 5.0])

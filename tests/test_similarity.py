@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glassbox import chance as C
-from glassbox import similarity as S
+from glassbox.measure import chance as C
+from glassbox.measure import similarity as S
 
 SEEDS = st.integers(0, 2**31 - 1)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from glassbox import store as store_module
-from glassbox.store import Store, StoreWarning, canonical, get_or_compute, key_of
+from glassbox.core import store as store_module
+from glassbox.core.store import Store, StoreWarning, canonical, get_or_compute, key_of
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,23 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from glassbox.train import (CheckpointMismatchError, CheckpointWarning, History, TrainConfig, TrialSeeds,
-                            checkpoint_files, epoch_order, fit, init_model, l1_l2_loss, paired_loss,
-                            read_checkpoint, rmsprop, trial_seeds)
-from glassbox.unet import UNet
-
-
+from glassbox.models.common import init_model
+from glassbox.models.unet import UNet
+from glassbox.training.loop import (
+    CheckpointMismatchError,
+    CheckpointWarning,
+    History,
+    TrainConfig,
+    TrialSeeds,
+    checkpoint_files,
+    epoch_order,
+    fit,
+    l1_l2_loss,
+    paired_loss,
+    read_checkpoint,
+    rmsprop,
+    trial_seeds,
+)
 
 SIZE = 16  # samples of 1x16x16
 

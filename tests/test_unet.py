@@ -5,11 +5,18 @@ import pytest
 import torch
 from torch import nn
 
-from glassbox.train import init_model
-from glassbox.unet import (DEPTHS, DoubleConv, UNet, UpBlock, channels_of, depth_of_name, layer_names, levels_of,
-                           unet)
-
-
+from glassbox.models.common import init_model
+from glassbox.models.unet import (
+    DEPTHS,
+    DoubleConv,
+    UNet,
+    UpBlock,
+    channels_of,
+    depth_of_name,
+    layer_names,
+    levels_of,
+    unet,
+)
 
 EXPECTED_NAMES = {
     5: ["Down1", "Down2", "Bottleneck", "Up1", "Up2"],
@@ -19,7 +26,7 @@ EXPECTED_NAMES = {
 
 
 def _outputs_by_name(model: UNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Forward ``x`` and capture each analysed block's output by module name (as glassbox.features will)."""
+    """Forward ``x`` and capture each analysed block's output by module name (as glassbox.measure.features will)."""
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}
     handles = [modules[name].register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o))

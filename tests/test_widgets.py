@@ -1,4 +1,4 @@
-"""glassbox.widgets: the static default figure, live redraws on control changes, and errors."""
+"""glassbox.report.widgets: the static default figure, live redraws on control changes, and errors."""
 import math
 
 import ipywidgets
@@ -6,7 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from glassbox import degrade, metrics, widgets
+from glassbox.data import degrade
+from glassbox.measure import image_metrics
+from glassbox.report import widgets
 
 
 def _recording_draw(calls):
@@ -58,12 +60,12 @@ def test_degradation_explorer_shows_the_metrics_of_its_default_degradation():
     reference = np.clip(np.cumsum(rng.standard_normal((40, 40)), axis=1) / 20 + 0.5, 0, 1)
     defaults = degrade.Degradation(noise=0.05, blur=1.0)
     explorer = widgets.degradation_explorer(reference, 1.0, defaults, seed=3, display_now=False)
-    expected = metrics.restoration_metrics(degrade.degrade(reference, defaults, 3), reference, 1.0)
+    expected = image_metrics.restoration_metrics(degrade.degrade(reference, defaults, 3), reference, 1.0)
     text = _figure_text(explorer.figure)
     assert f"{expected['PSNR [dB]']:.4g}" in text and f"{expected['SSIM']:.4g}" in text
     for name in ("noise", "blur"):
         explorer.controls[name].value = 0.0
     redrawn = explorer.draw(**explorer.values())
     assert "inf" in _figure_text(redrawn)                    # no degradation left: PSNR is infinite
-    assert math.isinf(metrics.psnr(degrade.degrade(reference, degrade.Degradation(), 3), reference, 1.0))
+    assert math.isinf(image_metrics.psnr(degrade.degrade(reference, degrade.Degradation(), 3), reference, 1.0))
     plt.close("all")

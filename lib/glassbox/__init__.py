@@ -1,12 +1,16 @@
 """Glassbox: the library behind the book that opens the black box of medical image networks.
 
-Modules are flat and focused, one concept each. The foundation:
+The library is in layers; a module imports only from its own layer and the ones below it (checked by
+import-linter, ``tests/test_layout.py``). From the bottom up, the way the data flow through a chapter:
 
-- :mod:`glassbox.profiles`  smoke / quick / paper configurations of every chapter, and run set-up
-- :mod:`glassbox.repro`     seeding, deterministic algorithms, device choice, run records
-- :mod:`glassbox.store`     the get-or-compute artifact store for expensive results
-- :mod:`glassbox.results`   each chapter's headline numbers in ``results/<chapter>.json``
-- :mod:`glassbox.ct`, :mod:`glassbox.phantoms`, :mod:`glassbox.ctdata`   simulated low-dose CT
-- :mod:`glassbox.dicom`     real CT data (Mayo Grand Challenge, TCIA) with pydicom
+- :mod:`glassbox.core`      argument checks, paths, seeds / threads / run records, the artifact store
+- :mod:`glassbox.data`      CT phantoms and physics, simulated low-dose CT, real DICOM, MRI vendors, shapes
+- :mod:`glassbox.models`    U-Nets, segmentation nets, AlexNet + k-space sampler, feature nets, Chen, WGAN-VGG,
+                            VAE, cINN
+- :mod:`glassbox.measure`   features, similarity and chance, clustering, image metrics, ROC, statistics, claims
+- :mod:`glassbox.training`  the training loop, losses, one recipe per trained model family
+- :mod:`glassbox.report`    profiles, results files, ledger (claims rendered), plotting, widgets, Sphinx extension
+- :mod:`glassbox.studies`   one module per chapter, named after it; no study imports another
+- :mod:`glassbox.chapters`  the chapter registry and ``setup_run``, the first call of every chapter
 """
 __version__ = "0.1.0"

@@ -1,0 +1,154 @@
+"""Reproducibility: one call seeds every generator, deterministic kernels, a fixed thread count, and a record of
+each run.
+
+Randomness inside the library flows through explicit ``numpy.random.Generator`` / ``torch.Generator``
+objects; :func:`seed_everything` exists for code we do not control (third-party layers, notebook cells).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+DEVICES = ("auto", "cpu", "cuda")
+_RECORDED_PACKAGES = ("torch", "numpy", "scipy", "scikit-image", "scikit-learn", "pydicom", "FrEIA",
+                      "papermill", "jupyter-book")
+
+
+THREADS = 1
+"""Intra-op threads (torch, BLAS, OpenMP) of every run unless a run asks for another count.
+
+The thread count changes the order of floating-point sums, so a default that followed the machine's core
+count would make the same commit, profile and seed give different numbers on different machines. Parallelism
+comes from running independent trainings side by side (one thread each), not from threads inside one."""
+
+_pinned: int | None = None
+
+
+def pin_threads(count: int = THREADS) -> int:
+    """Use ``count`` threads in torch's intra-op pool and in the BLAS / OpenMP pools of this process."""
+    global _pinned
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"threads must be a positive integer, got {count!r}")
+    count = int(count)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    threadpool_limits(limits=count)
+    _pinned = count
+    return count
+
+
+def ensure_pinned_threads() -> int:
+    """Called by every training entry point: pin :data:`THREADS` unless this process already pinned a count
+    (``setup_run`` does; a grid worker does at start), so library calls outside a chapter are reproducible too."""
+    return _pinned if _pinned is not None else pin_threads(THREADS)
+
+
+def pinned_threads() -> int | None:
+    """The thread count pinned in this process, or ``None`` if none was."""
+    return _pinned
+
+
+@contextmanager
+def threads(count: int) -> Iterator[int]:
+    """Temporarily pin another thread count (an experiment *about* threads); the previous pin is restored."""
+    global _pinned
+    previous = _pinned
+    before = torch.get_num_threads()
+    pin_threads(count)
+    try:
+        yield count
+    finally:
+        if previous is None:
+            torch.set_num_threads(before)
+            threadpool_limits(limits=before)
+            _pinned = None
+        else:
+            pin_threads(previous)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) and turn on deterministic algorithms.
+
+    On CUDA, deterministic cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG``; we set it when it is unset.
+    ``deterministic=False`` leaves the fast non-deterministic GPU kernels on (used to *measure*
+    GPU non-determinism).
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn the ``device`` parameter into a torch device; fail clearly if CUDA is asked for but absent."""
+    if isinstance(device, torch.device):
+        device = device.type
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but CUDA is not available on this machine; "
+                         "use device='cpu' or device='auto'")
+    return torch.device(device)
+
+
+def library_fingerprint() -> str:
+    """A short hash of the glassbox source code: results computed by other code never match it."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a result depends on (``"missing"`` when not installed)."""
+    versions = {"python": platform.python_version()}
+    for name in _RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def run_record(parameters: dict[str, Any] | None = None, *, seed: int | None = None,
+               device: torch.device | str | None = None) -> dict[str, Any]:
+    """What is stored beside every result: parameters, versions, device, seed, library hash, time."""
+    device_name = str(device) if device is not None else "unspecified"
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        device_name = f"cuda ({torch.cuda.get_device_name(torch.device(device))})"
+    return {
+        "parameters": dict(parameters or {}),
+        "seed": seed,
+        "device": device_name,
+        "versions": package_versions(),
+        "glassbox_source": library_fingerprint(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "torch_threads": torch.get_num_threads(),
+        "pinned_threads": _pinned,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "argv0": Path(sys.argv[0]).name if sys.argv else "",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,334 @@
+"""Paired (low-dose, full-dose) CT slices: simulation, patient-level splits, patches and a torch Dataset.
+
+The data format is one mapping, shared with the DICOM loader (:mod:`glassbox.data.dicom`) so downstream code
+serves simulated and real data alike::
+
+    {patient_id: (low (S, n, n) float32 HU, full (S, n, n) float32 HU)}
+
+:func:`simulate_patients` fills it from random abdominal phantoms (:mod:`glassbox.data.phantoms`): patient
+``i`` of ``seed`` is always the same anatomy (it does not depend on ``n_patients`` or ``n``), and the
+two images of a pair come from one simulated scan, the low-dose counts being a binomial thinning of the
+full-dose counts (:func:`glassbox.data.ct_physics.simulate_paired`) -- the way the Mayo Grand Challenge quarter-dose
+data was made from the full-dose projections. The full-dose image is therefore noisy too, as the
+Grand Challenge targets are.
+
+**One normalisation for networks:** ``x = (HU + 1000) / 1000``, i.e. ``mu / mu_water`` -- air 0,
+water 1, soft tissue 1.0-1.1, dense bone ~2-2.5. It is the quantity the scanner measures, it keeps
+soft-tissue contrast at O(0.01-0.1) (the popular [-1024, 3072] HU window maps 4096 HU to [0, 1] and
+squeezes all soft tissue into 0.25 +- 0.01, four times smaller), one unit is exactly 1000 HU (an MSE
+in network units times 1e6 is an MSE in HU^2), and it is affine without clipping, so
+:func:`denormalize` inverts it exactly (noise below -1000 HU survives the round trip).
+
+Splits are by patient (:func:`split_patients`), never by slice: slices of one patient are strongly
+correlated and must not sit on both sides of a train/test boundary.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from glassbox.core import checks
+from glassbox.data import ct_physics, phantoms
+
+__all__ = [
+    "HU_OFFSET",
+    "HU_SCALE",
+    "SPLITS",
+    "CTDataConfig",
+    "Pairs",
+    "normalize",
+    "denormalize",
+    "patient_ids",
+    "simulate_patients",
+    "split_patients",
+    "random_patches",
+    "PairedCTDataset",
+    "build_dataset",
+    "get_pairs",
+    "make_datasets",
+]
+
+
+HU_OFFSET = 1000.0
+
+
+HU_SCALE = 1000.0
+
+
+SPLITS = ("train", "val", "test")
+
+
+FOREGROUND_HU = -500.0
+"""A pixel is 'body' (foreground) for patch selection when its full-dose value is above this."""
+
+
+Pairs = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def normalize(hu: np.ndarray | torch.Tensor | float):
+    """HU to network units ``(HU + 1000) / 1000`` (= mu / mu_water; see the module docstring)."""
+    return (hu + HU_OFFSET) / HU_SCALE
+
+
+def denormalize(x: np.ndarray | torch.Tensor | float):
+    """Network units back to HU; the exact inverse of :func:`normalize`."""
+    return x * HU_SCALE - HU_OFFSET
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(fractions)
+    if len(values) != 3 or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f)
+                                   and f >= 0 for f in values):
+        raise ValueError(f"fractions must be three non-negative numbers (train, val, test), got {fractions!r}")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must sum to 1, got {fractions!r} (sum {sum(values)})")
+    return values  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class CTDataConfig:
+    """Knobs of the simulated paired data set (``None`` = the :mod:`glassbox.data.ct_physics` default for ``n``)."""
+
+    n: int = 64
+    n_angles: int | None = None
+    n_patients: int = 10
+    slices_per_patient: int = 8
+    dose: float = 0.25
+    i0: float | None = None
+    sigma_e: float = 0.0
+    contrast: bool = False
+    patch_size: int | None = None
+    patches_per_slice: int = 4
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+
+    def __post_init__(self) -> None:
+        ct_physics._check_n(self.n)
+        if self.n_angles is not None:
+            ct_physics._check_n_angles(self.n_angles)
+        checks.integer(self.n_patients, "n_patients")
+        checks.integer(self.slices_per_patient, "slices_per_patient")
+        ct_physics._check_dose(self.dose)
+        if self.i0 is not None:
+            ct_physics._check_positive(self.i0, "i0")
+        ct_physics._check_positive(self.sigma_e, "sigma_e", allow_zero=True)
+        if self.patch_size is not None:
+            checks.integer(self.patch_size, "patch_size", minimum=2)
+            if self.patch_size > self.n:
+                raise ValueError(f"patch_size ({self.patch_size}) must be at most n ({self.n})")
+        checks.integer(self.patches_per_slice, "patches_per_slice")
+        _check_fractions(self.split_fractions)
+
+
+def patient_ids(n_patients: int) -> list[str]:
+    """The ids of simulated patients: ``S000``, ``S001``, ..."""
+    return [f"S{i:03d}" for i in range(checks.integer(n_patients, "n_patients"))]
+
+
+def _patient_seeds(seed: int, n_patients: int) -> list[tuple[int, int]]:
+    """(phantom seed, noise seed) of each patient; patient ``i`` depends only on ``(seed, i)``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    children = np.random.SeedSequence(int(seed)).spawn(n_patients)
+    return [tuple(int(v) for v in child.generate_state(2)) for child in children]
+
+
+def simulate_patients(n: int, n_patients: int, slices_per_patient: int, dose: float = 0.25, seed: int = 0, *,
+                      n_angles: int | None = None, i0: float | None = None, sigma_e: float = 0.0,
+                      contrast: bool = False, progress: bool = False) -> Pairs:
+    """Simulate ``{id: (low (S, n, n), full (S, n, n))}`` float32 HU pairs for ``n_patients`` phantoms."""
+    n = ct_physics._check_n(n)
+    n_patients = checks.integer(n_patients, "n_patients")
+    slices = checks.integer(slices_per_patient, "slices_per_patient")
+    dose = ct_physics._check_dose(dose)
+    seeds = _patient_seeds(seed, n_patients)
+    ids = patient_ids(n_patients)
+    iterator: Any = zip(ids, seeds)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, total=n_patients, desc=f"simulating {n}x{n} patients")
+    pairs: Pairs = {}
+    for pid, (phantom_seed, noise_seed) in iterator:
+        volume = phantoms.patient_volume(n, phantom_seed, slices, contrast=contrast)
+        low, full = ct_physics.simulate_paired(volume, dose, noise_seed, n_angles=n_angles, i0=i0, sigma_e=sigma_e)
+        pairs[pid] = (low.astype(np.float32), full.astype(np.float32))
+    return pairs
+
+
+def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = None, progress: bool = True) -> Pairs:
+    """The simulated pairs of ``config``, from the artifact store (computed once, then loaded)."""
+    from glassbox.core.store import get_or_compute
+
+    if not isinstance(config, CTDataConfig):
+        raise ValueError(f"config must be a CTDataConfig, got {type(config).__name__}")
+
+    def compute() -> Pairs:
+        return simulate_patients(config.n, config.n_patients, config.slices_per_patient, config.dose, seed,
+                                 n_angles=config.n_angles, i0=config.i0, sigma_e=config.sigma_e,
+                                 contrast=config.contrast, progress=progress)
+
+    return get_or_compute("ct-dataset", asdict(config) | {"seed": seed}, compute, root=root, progress=progress)
+
+
+def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None = None, *,
+              progress: bool = True, **dicom_options: Any) -> Pairs:
+    """The chapter's paired slices: simulated (``data_dir=None``) or read from a real DICOM tree.
+
+    One downstream path serves both: real Mayo / TCIA trees load through :func:`glassbox.data.dicom.load_pairs`
+    into the same ``{patient: (low, full)}`` mapping the simulator returns.
+    """
+    if data_dir is None:
+        return build_dataset(config, seed, progress=progress)
+    from glassbox.data.dicom import load_pairs
+
+    return load_pairs(data_dir, **dicom_options)
+
+
+def split_patients(ids: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+                   ) -> dict[str, list[str]]:
+    """Deterministic patient-level ``{"train", "val", "test"}`` split; no patient in two splits.
+
+    The result depends on the *set* of ids and ``seed``, not on their order. Sizes are the fractions
+    rounded by largest remainder, and every split with a positive fraction gets at least one patient
+    (an error if there are fewer patients than such splits).
+    """
+    fractions = _check_fractions(fractions)
+    ids = list(ids)
+    if not all(isinstance(i, str) for i in ids):
+        raise ValueError("ids must be strings (patient ids)")
+    if len(set(ids)) != len(ids):
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"ids must be unique; duplicated: {duplicates[:5]}")
+    needed = sum(f > 0 for f in fractions)
+    if len(ids) < needed:
+        raise ValueError(f"need at least {needed} patients to fill the splits with fractions {fractions}, "
+                         f"got {len(ids)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    total = len(ids)
+    exact = [f * total for f in fractions]
+    counts = [math.floor(e) for e in exact]
+    for k in sorted(range(3), key=lambda k: exact[k] - counts[k], reverse=True)[: total - sum(counts)]:
+        counts[k] += 1
+    for k in range(3):  # a split that was asked for must not be empty
+        if fractions[k] > 0 and counts[k] == 0:
+            counts[max(range(3), key=lambda j: counts[j])] -= 1
+            counts[k] = 1
+    order = np.random.default_rng(int(seed)).permutation(sorted(ids))
+    bounds = np.cumsum([0, *counts])
+    return {name: sorted(str(i) for i in order[bounds[k]:bounds[k + 1]]) for k, name in enumerate(SPLITS)}
+
+
+def random_patches(low: np.ndarray, full: np.ndarray, patch_size: int, n_patches: int, rng: np.random.Generator,
+                   *, min_foreground: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``n_patches`` co-located random square patches from slice stacks ``(S, n, n)`` (or one ``(n, n)`` slice).
+
+    Positions are uniform over all slices and valid corners; with ``min_foreground > 0`` a patch is kept
+    only when at least that fraction of its full-dose pixels is body (above -500 HU), so training does
+    not waste its time on air.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    low, full = np.asarray(low), np.asarray(full)
+    if low.shape != full.shape:
+        raise ValueError(f"low and full must have the same shape, got {low.shape} and {full.shape}")
+    if low.ndim == 2:
+        low, full = low[None], full[None]
+    if low.ndim != 3 or low.shape[0] == 0:
+        raise ValueError(f"low and full must be (S, n, n) or (n, n) arrays, got shape {low.shape}")
+    size = checks.integer(patch_size, "patch_size", minimum=2)
+    n_patches = checks.integer(n_patches, "n_patches")
+    height, width = low.shape[1:]
+    if size > min(height, width):
+        raise ValueError(f"patch_size ({size}) is larger than the slices ({height} x {width})")
+    if not 0.0 <= min_foreground <= 1.0:
+        raise ValueError(f"min_foreground must be in [0, 1], got {min_foreground}")
+    chosen: list[tuple[int, int, int]] = []
+    for _ in range(100):
+        candidates = np.stack([rng.integers(0, low.shape[0], 4 * n_patches),
+                               rng.integers(0, height - size + 1, 4 * n_patches),
+                               rng.integers(0, width - size + 1, 4 * n_patches)], axis=1)
+        for s, r, c in candidates:
+            if min_foreground > 0 and np.mean(full[s, r:r + size, c:c + size] > FOREGROUND_HU) < min_foreground:
+                continue
+            chosen.append((int(s), int(r), int(c)))
+            if len(chosen) == n_patches:
+                break
+        if len(chosen) == n_patches:
+            break
+    else:
+        raise ValueError(f"could not find {n_patches} patches of {size} px with at least {min_foreground:.0%} "
+                         "body pixels; lower min_foreground or patch_size")
+    low_p = np.stack([low[s, r:r + size, c:c + size] for s, r, c in chosen]).astype(np.float32)
+    full_p = np.stack([full[s, r:r + size, c:c + size] for s, r, c in chosen]).astype(np.float32)
+    return low_p, full_p
+
+
+class PairedCTDataset(Dataset):
+    """``(low, full)`` pairs of normalised ``(1, h, w)`` float32 tensors: whole slices or fixed patches.
+
+    ``pairs`` is the mapping of :func:`simulate_patients` / the DICOM loader; ``ids`` picks patients (a
+    split). With ``patch_size`` set, ``patches_per_slice * S`` patches per patient are drawn once, at
+    construction, from a generator derived from ``seed`` and the patient id, so an epoch sees the
+    same patches every time and the set does not depend on which other patients are present.
+    """
+
+    def __init__(self, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], ids: Sequence[str] | None = None, *,
+                 patch_size: int | None = None, patches_per_slice: int = 4, seed: int = 0,
+                 min_foreground: float = 0.25):
+        ids = list(pairs) if ids is None else list(ids)
+        missing = [i for i in ids if i not in pairs]
+        if missing:
+            raise ValueError(f"patient ids not in pairs: {missing[:5]}")
+        if not ids:
+            raise ValueError("no patients selected (ids is empty)")
+        lows, fulls = [], []
+        for pid in ids:
+            low, full = (np.asarray(a, dtype=np.float32) for a in pairs[pid])
+            if low.shape != full.shape or low.ndim != 3:
+                raise ValueError(f"patient {pid!r}: low and full must both be (S, n, n), got {low.shape}, {full.shape}")
+            if patch_size is not None:
+                entropy = [int(seed), *pid.encode()]
+                rng = np.random.default_rng(np.random.SeedSequence(entropy))
+                low, full = random_patches(low, full, patch_size, patches_per_slice * low.shape[0], rng,
+                                           min_foreground=min_foreground)
+            lows.append(low)
+            fulls.append(full)
+        shapes = {a.shape[1:] for a in lows}
+        if len(shapes) > 1:
+            raise ValueError(f"patients have different slice sizes {sorted(shapes)}; use patch_size to mix them")
+        self.ids = ids
+        self.low = torch.from_numpy(normalize(np.concatenate(lows))[:, None].astype(np.float32))
+        self.full = torch.from_numpy(normalize(np.concatenate(fulls))[:, None].astype(np.float32))
+
+    def __len__(self) -> int:
+        return self.low.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.low[index], self.full[index]
+
+
+def make_datasets(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], config: CTDataConfig, seed: int = 0
+                  ) -> dict[str, PairedCTDataset]:
+    """Train / val / test datasets: patient split by ``config.split_fractions``; patches (if
+    ``config.patch_size``) for training only, whole slices for validation and testing."""
+    splits = split_patients(list(pairs), config.split_fractions, seed)
+    return {name: PairedCTDataset(pairs, ids, patch_size=config.patch_size if name == "train" else None,
+                                  patches_per_slice=config.patches_per_slice, seed=seed)
+            for name, ids in splits.items() if ids}
+
+
+DATA_PROFILES: dict[str, CTDataConfig] = {
+    # seconds: the smallest set that still has a patient in each split
+    "smoke": CTDataConfig(n=64, n_patients=3, slices_per_patient=2, patch_size=32, patches_per_slice=2),
+    # minutes on a 2-core CPU (simulation ~15 s; training is the chapter's business)
+    "quick": CTDataConfig(n=128, n_patients=20, slices_per_patient=12, patch_size=64, patches_per_slice=8),
+    # GPU: 30 patients as the Grand Challenge, 256 x 256 (0.78 mm x 2 pixels), 48 slices each
+    "paper": CTDataConfig(n=256, n_patients=30, slices_per_patient=48, patch_size=64, patches_per_slice=16),
+}

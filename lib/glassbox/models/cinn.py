@@ -1,0 +1,218 @@
+"""The conditional invertible network of Rombach et al.'s invariance method, built with FrEIA 0.2.
+
+- :class:`ConditionalINN`: ``n_blocks`` (4 in the paper) x [ActNorm, affine coupling with tanh-clamped
+  log-scales and the condition concatenated to every subnet input, fixed random permutation];
+- :class:`ConditionEmbedder`: the shallow network ``h = H(z)`` that turns a layer's representation into
+  the condition;
+- :class:`InvarianceINN`: both together, ``v = t(zbar | z)`` and its inverse; :func:`nll_loss` is the
+  maximum-likelihood objective ``0.5 |v|^2 - log |det dv/dzbar|``.
+
+FrEIA pitfalls handled here (``shared/research/invariances.md``, section 2.4): ActNorm initialises on the
+first batch in *either* direction, so :class:`ConditionalINN` refuses to run before
+:meth:`ConditionalINN.initialize` saw real data (or a state dict was loaded); ``PermuteRandom(seed=k)``
+reseeds the global NumPy RNG, so the global state is saved and restored around construction.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import FrEIA.framework as Ff
+import FrEIA.modules as Fm
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from glassbox.core import checks
+from glassbox.models.common import (
+    InvarianceError,
+)
+
+
+@dataclass(frozen=True)
+class CINNConfig:
+    """The conditional INN: ``n_blocks`` (4 in the paper) x [ActNorm, affine coupling, permutation].
+
+    ``hidden``/``hidden_depth``: the s- and t-subnets' width and number of hidden-to-hidden layers;
+    ``clamp``: log-scales are ``clamp * tanh(.)``; ``emb_dim``/``embed_width``: H's output size and
+    first convolution's width.
+    """
+
+    n_blocks: int = 4
+    hidden: int = 256
+    hidden_depth: int = 1
+    clamp: float = 1.0
+    emb_dim: int = 64
+    embed_width: int = 32
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        for name in ("n_blocks", "hidden", "emb_dim", "embed_width", "epochs", "batch_size"):
+            checks.integer(getattr(self, name), name, error=InvarianceError)
+        if isinstance(self.hidden_depth, bool) or not isinstance(self.hidden_depth, int) or self.hidden_depth < 0:
+            raise InvarianceError(f"hidden_depth must be a non-negative integer, got {self.hidden_depth!r}")
+        checks.positive_number(self.clamp, "clamp", error=InvarianceError)
+        checks.positive_number(self.lr, "lr", error=InvarianceError)
+
+
+class NotInitializedError(RuntimeError):
+    """A cINN was run before its ActNorm layers were initialised from data."""
+
+
+def _subnet(c_in: int, c_out: int, *, hidden: int, depth: int, zero_init: bool) -> nn.Module:
+    """The s- or t-network of a coupling: Linear + LeakyReLU, ``depth`` hidden layers, Linear (zero-initialised)."""
+    layers: list[nn.Module] = [nn.Linear(c_in, hidden), nn.LeakyReLU()]
+    for _ in range(depth):
+        layers += [nn.Linear(hidden, hidden), nn.LeakyReLU()]
+    layers.append(nn.Linear(hidden, c_out))
+    if zero_init:  # each coupling starts as the identity: stable maximum-likelihood training
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)
+
+
+class ConditionalINN(nn.Module):
+    """``t(x | h)``: ``n_blocks`` x [ActNorm -> RNVP affine coupling (log-scales ``clamp * tanh``, ``h``
+    concatenated to every s/t input) -> fixed random permutation], built with FrEIA 0.2's ``SequenceINN``.
+
+    ``cond_dim=None`` gives the unconditional flow. ``forward`` returns ``(v, log|det dv/dx|)``.
+    """
+
+    def __init__(self, dim: int, cond_dim: int | None = None, n_blocks: int = 4, hidden: int = 256,
+                 hidden_depth: int = 1, clamp: float = 1.0, permutation_seed: int = 0, zero_init: bool = True):
+        super().__init__()
+        self.dim = checks.integer(dim, "dim", minimum=2, error=InvarianceError)
+        self.cond_dim = None if cond_dim is None else checks.integer(cond_dim, "cond_dim", error=InvarianceError)
+        n_blocks = checks.integer(n_blocks, "n_blocks", error=InvarianceError)
+        subnet = partial(_subnet, hidden=checks.integer(hidden, "hidden", error=InvarianceError), depth=int(hidden_depth), zero_init=zero_init)
+        if isinstance(permutation_seed, bool) or not isinstance(permutation_seed, (int, np.integer)) \
+                or permutation_seed < 0:
+            raise InvarianceError(f"permutation_seed must be a non-negative integer, got {permutation_seed!r}")
+        seeds = np.random.SeedSequence([int(permutation_seed), 7]).generate_state(n_blocks)
+        self.flow = Ff.SequenceINN(self.dim)
+        saved = np.random.get_state()  # FrEIA's PermuteRandom reseeds the global NumPy RNG: leave it as it was
+        try:
+            for k in range(n_blocks):
+                self.flow.append(Fm.ActNorm)
+                coupling = dict(subnet_constructor=subnet, clamp=checks.positive_number(clamp, "clamp", error=InvarianceError),
+                                clamp_activation="TANH")
+                if self.cond_dim is None:
+                    self.flow.append(Fm.RNVPCouplingBlock, **coupling)
+                else:
+                    self.flow.append(Fm.RNVPCouplingBlock, cond=0, cond_shape=(self.cond_dim,), **coupling)
+                self.flow.append(Fm.PermuteRandom, seed=int(seeds[k]))
+        finally:
+            np.random.set_state(saved)
+
+    @property
+    def actnorms(self) -> list[Fm.ActNorm]:
+        return [m for m in self.flow.module_list if isinstance(m, Fm.ActNorm)]
+
+    @property
+    def initialized(self) -> bool:
+        """True once every ActNorm has its data-dependent scale and bias (or loaded them from a state dict)."""
+        return all(not m.init_on_next_batch for m in self.actnorms)
+
+    def _check(self, x: Tensor, h: Tensor | None, name: str) -> list[Tensor]:
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise InvarianceError(f"{name} must be (N, {self.dim}), got {tuple(x.shape)}")
+        if self.cond_dim is None:
+            if h is not None:
+                raise InvarianceError("this INN is unconditional (cond_dim=None) but a condition was given")
+            return []
+        if h is None or h.ndim != 2 or h.shape != (x.shape[0], self.cond_dim):
+            raise InvarianceError(f"the condition must be ({x.shape[0]}, {self.cond_dim}), "
+                                  f"got {None if h is None else tuple(h.shape)}")
+        return [h]
+
+    def initialize(self, x: Tensor, h: Tensor | None = None) -> None:
+        """Data-dependent ActNorm initialisation: one forward pass on a real batch (at least 2 samples)."""
+        if x.shape[0] < 2:
+            raise InvarianceError(f"ActNorm needs a batch of at least 2 samples to initialise, got {x.shape[0]}")
+        for m in self.actnorms:
+            m.init_on_next_batch = True
+        with torch.no_grad():
+            self.flow(x, c=self._check(x, h, "x"), rev=False)
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if not self.initialized:
+            raise NotInitializedError("call initialize(x, h) on a batch of real data (or load a state dict) before "
+                                      "running the INN: FrEIA's ActNorm would initialise on whatever comes first")
+        v, log_det = self.flow(x, c=self._check(x, h, "x"), rev=False, jac=True)
+        return v, log_det
+
+    def inverse(self, v: Tensor, h: Tensor | None = None) -> Tensor:
+        if not self.initialized:
+            raise NotInitializedError("call initialize(x, h) on real data before sampling: FrEIA's ActNorm would "
+                                      "otherwise initialise on the latent batch")
+        x, _ = self.flow(v, c=self._check(v, h, "v"), rev=True, jac=False)
+        return x
+
+
+class ConditionEmbedder(nn.Module):
+    """The shallow network H: standardise z per channel, stride-2 4x4 convs + LeakyReLU down to at most 4x4, linear.
+
+    The standardisation (``mean``/``std`` buffers) is set from data by :meth:`fit_standardization`.
+    """
+
+    def __init__(self, channels: int, size: int, emb_dim: int, width: int = 32):
+        super().__init__()
+        channels, size = checks.integer(channels, "channels", error=InvarianceError), checks.integer(size, "size", error=InvarianceError)
+        emb_dim, width = checks.integer(emb_dim, "emb_dim", error=InvarianceError), checks.integer(width, "width", error=InvarianceError)
+        layers: list[nn.Module] = []
+        current, w = channels, width
+        while size > 4:
+            layers += [nn.Conv2d(current, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            current, size, w = w, size // 2, min(2 * w, 4 * width)
+        self.shape = (channels,)
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(current * size * size, emb_dim))
+        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("std", torch.ones(1, channels, 1, 1))
+
+    def fit_standardization(self, z: Tensor) -> None:
+        self.mean.copy_(z.mean(dim=(0, 2, 3), keepdim=True))
+        self.std.copy_(z.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net((z - self.mean) / self.std)
+
+
+class InvarianceINN(nn.Module):
+    """``t(zbar | z)`` for one layer: embedder ``h = H(z)`` + :class:`ConditionalINN` on ``zbar``."""
+
+    def __init__(self, dim: int, cond_shape: Sequence[int], config: CINNConfig = CINNConfig(),
+                 permutation_seed: int = 0):
+        super().__init__()
+        if len(cond_shape) != 3 or cond_shape[1] != cond_shape[2]:
+            raise InvarianceError(f"cond_shape must be (C, s, s) of a square feature map, got {tuple(cond_shape)}")
+        self.cond_shape = tuple(int(c) for c in cond_shape)
+        self.embed = ConditionEmbedder(cond_shape[0], cond_shape[1], config.emb_dim, config.embed_width)
+        self.flow = ConditionalINN(dim, config.emb_dim, config.n_blocks, config.hidden, config.hidden_depth,
+                                   config.clamp, permutation_seed)
+
+    @property
+    def initialized(self) -> bool:
+        return self.flow.initialized
+
+    def initialize(self, zbar: Tensor, z: Tensor) -> None:
+        """Set H's input standardisation and the flow's ActNorms from one real batch."""
+        self.embed.fit_standardization(z)
+        with torch.no_grad():
+            h = self.embed(z)
+        self.flow.initialize(zbar, h)
+
+    def forward(self, zbar: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.flow(zbar, self.embed(z))
+
+    def inverse(self, v: Tensor, z: Tensor) -> Tensor:
+        return self.flow.inverse(v, self.embed(z))
+
+
+def nll_loss(v: Tensor, log_det: Tensor) -> Tensor:
+    """Negative log-likelihood per dimension, ``mean(||v||^2 / 2 - log|det|) / D`` (constant dropped)."""
+    return (0.5 * v.pow(2).sum(1) - log_det).mean() / v.shape[1]
+
+

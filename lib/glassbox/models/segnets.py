@@ -1,0 +1,242 @@
+"""Segmentation networks of ETH 227-0391-00, Section 6 ("Architecture"), small enough for a CPU.
+
+- :class:`NaiveSegNet`  the notes' network: ``I -> 32 -> 128 -> 256`` (3x3 convolutions, ReLU,
+  2x2 pooling), one up-sampling by ``s = 8`` back to the image size, then ``-> 128 -> 32 -> O``
+  (3x3 convolutions, ReLU; the last one gives the class scores). All detail must pass through the
+  1/8-resolution bottleneck.
+- :class:`FCN`  the same encoder, with a 1x1 "score" layer at every scale (1/8, 1/4, 1/2) fused
+  coarse-to-fine: up-sample by 2, add the next finer score, repeat (Long et al. 2015, FCN-8s in
+  miniature; bilinear up-sampling, their fixed initialisation).
+- :class:`SmallUNet`  a U-Net (Ronneberger et al. 2015) whose decoder up-samples either by
+  ``"bilinear"`` interpolation followed by a 3x3 convolution and ReLU, or by a ``"transposed"``
+  2x2 stride-2 convolution and ReLU (the notes' two options), then concatenates the encoder's
+  features (the skip connection) and applies two 3x3 convolutions.
+
+Every network returns class *logits* (N, K, H, W); the notes' final sigmoid / softmax lives in the
+loss (:mod:`glassbox.training.losses`) and in :func:`predict_probs`. ``width`` scales every channel count
+(1.0 = the notes' 32/128/256); BatchNorm after each convolution (``batch_norm=True``) lets a few
+CPU epochs suffice and is applied the same way in all three networks. Build with
+:func:`build_segnet` for reproducible initial weights.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from glassbox.models.common import init_model
+
+UpMode = Literal["bilinear", "transposed"]
+ARCHITECTURES: tuple[str, ...] = ("naive", "fcn", "unet-bilinear", "unet-transposed")
+NOTES_WIDTHS = (32, 128, 256)      # encoder channels of the notes' binary network
+NOTES_HEAD_WIDTHS = (128, 32)      # channels after the up-sampling
+
+
+class SegNetInputError(ValueError):
+    """A network got an input it cannot process (wrong channels or a size it cannot restore)."""
+
+
+def _scaled(channels: int, width: float) -> int:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise SegNetInputError(f"width must be a positive number (1.0 = the notes' channel counts), got {width!r}")
+    return max(1, round(channels * width))
+
+
+def _conv(in_channels: int, out_channels: int, batch_norm: bool) -> list[nn.Module]:
+    """3x3 'same' convolution, optional BatchNorm, ReLU."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+def _check_input(x: Tensor, in_channels: int, divisor: int, name: str) -> None:
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise SegNetInputError(f"{name} expects input of shape (N, {in_channels}, H, W), got {tuple(x.shape)}")
+    if x.shape[-2] % divisor or x.shape[-1] % divisor:
+        raise SegNetInputError(f"{name} needs height and width divisible by {divisor}, got "
+                               f"{x.shape[-2]}x{x.shape[-1]}")
+
+
+class _Encoder(nn.Module):
+    """Three stages of (conv, ReLU, 2x2 max-pool): outputs at 1/2, 1/4 and 1/8 resolution."""
+
+    def __init__(self, in_channels: int, widths: tuple[int, int, int], batch_norm: bool):
+        super().__init__()
+        stages, previous = [], in_channels
+        for channels in widths:
+            stages.append(nn.Sequential(*_conv(previous, channels, batch_norm), nn.MaxPool2d(2)))
+            previous = channels
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
+
+class NaiveSegNet(nn.Module):
+    """The notes' ``I -> 32 -> 128 -> 256 -(up s=8)-> 128 -> 32 -> O`` network (channels times ``width``)."""
+
+    divisor = 8
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 3, width: float = 1.0, *,
+                 upsample: Literal["bilinear", "nearest"] = "bilinear", batch_norm: bool = True):
+        super().__init__()
+        if upsample not in ("bilinear", "nearest"):
+            raise SegNetInputError(f"upsample must be 'bilinear' or 'nearest', got {upsample!r}")
+        self.in_channels, self.out_channels, self.upsample = in_channels, out_channels, upsample
+        enc = tuple(_scaled(c, width) for c in NOTES_WIDTHS)
+        head = tuple(_scaled(c, width) for c in NOTES_HEAD_WIDTHS)
+        self.encoder = _Encoder(in_channels, enc, batch_norm)
+        self.decoder = nn.Sequential(*_conv(enc[-1], head[0], batch_norm), *_conv(head[0], head[1], batch_norm),
+                                     nn.Conv2d(head[1], out_channels, 3, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_channels, self.divisor, type(self).__name__)
+        deepest = self.encoder(x)[-1]
+        up = F.interpolate(deepest, size=x.shape[-2:], mode=self.upsample,
+                           **({"align_corners": False} if self.upsample == "bilinear" else {}))
+        return self.decoder(up)
+
+
+class FCN(nn.Module):
+    """Encoder as :class:`NaiveSegNet`, plus a 1x1 score layer per scale, fused coarse to fine."""
+
+    divisor = 8
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 3, width: float = 1.0, *, batch_norm: bool = True):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        enc = tuple(_scaled(c, width) for c in NOTES_WIDTHS)
+        self.encoder = _Encoder(in_channels, enc, batch_norm)
+        # the "fully convolutional" classifier on the deepest features (FCN's fc6/fc7 as convolutions)
+        self.classifier = nn.Sequential(*_conv(enc[-1], enc[-1], batch_norm))
+        self.scores = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in enc)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_channels, self.divisor, type(self).__name__)
+        features = self.encoder(x)
+        features[-1] = self.classifier(features[-1])
+        fused = self.scores[-1](features[-1])                      # 1/8
+        for level in (1, 0):                                       # + 1/4, + 1/2
+            fused = F.interpolate(fused, scale_factor=2, mode="bilinear", align_corners=False)
+            fused = fused + self.scores[level](features[level])
+        return F.interpolate(fused, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class _Up(nn.Module):
+    """Up-sample by 2 (bilinear + conv + ReLU, or transposed conv + ReLU), concatenate the skip, two convs."""
+
+    def __init__(self, in_channels: int, out_channels: int, mode: UpMode, batch_norm: bool):
+        super().__init__()
+        if mode == "bilinear":
+            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                                    *_conv(in_channels, out_channels, batch_norm))
+        elif mode == "transposed":
+            self.up = nn.Sequential(nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2), nn.ReLU(inplace=True))
+        else:
+            raise SegNetInputError(f"up-sampling mode must be 'bilinear' or 'transposed', got {mode!r}")
+        self.conv = nn.Sequential(*_conv(2 * out_channels, out_channels, batch_norm),
+                                  *_conv(out_channels, out_channels, batch_norm))
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class SmallUNet(nn.Module):
+    """U-Net with ``levels`` poolings, ``base`` channels at full resolution, doubling per level.
+
+    ``residual=True`` returns ``input + output`` (a restoration network predicting a correction).
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 3, base: int = 16, levels: int = 3, *,
+                 up: UpMode = "bilinear", batch_norm: bool = True, residual: bool = False):
+        super().__init__()
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 6:
+            raise SegNetInputError(f"levels must be an integer in [1, 6], got {levels!r}")
+        if isinstance(base, bool) or not isinstance(base, int) or base < 1:
+            raise SegNetInputError(f"base must be a positive integer, got {base!r}")
+        if residual and in_channels != out_channels:
+            raise SegNetInputError(f"residual=True needs in_channels == out_channels, got {in_channels}, {out_channels}")
+        self.in_channels, self.out_channels, self.levels = in_channels, out_channels, levels
+        self.up_mode, self.residual = up, residual
+        widths = [base * 2**i for i in range(levels + 1)]
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for channels in widths[:-1]:
+            self.down.append(nn.Sequential(*_conv(previous, channels, batch_norm), *_conv(channels, channels, batch_norm)))
+            previous = channels
+        self.bottleneck = nn.Sequential(*_conv(previous, widths[-1], batch_norm),
+                                        *_conv(widths[-1], widths[-1], batch_norm))
+        self.ups = nn.ModuleList(_Up(widths[i + 1], widths[i], up, batch_norm) for i in reversed(range(levels)))
+        self.head = nn.Conv2d(base, out_channels, 1)
+
+    @property
+    def divisor(self) -> int:
+        return 2**self.levels
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_channels, self.divisor, type(self).__name__)
+        skips, h = [], x
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+            h = F.max_pool2d(h, 2)
+        h = self.bottleneck(h)
+        for block, skip in zip(self.ups, reversed(skips)):
+            h = block(h, skip)
+        out = self.head(h)
+        return x + out if self.residual else out
+
+
+def build_segnet(name: str, *, in_channels: int = 1, out_channels: int = 3, width: float = 0.25,
+                 init_seed: int = 0, batch_norm: bool = True) -> nn.Module:
+    """One of :data:`ARCHITECTURES` with initial weights drawn from ``init_seed`` (global RNG untouched).
+
+    ``width`` scales the notes' channel counts (0.25 -> 8/32/64 encoder channels); the U-Nets use
+    ``base = round(32 * width)`` channels at full resolution and three poolings, like the others.
+    """
+    if name not in ARCHITECTURES:
+        raise SegNetInputError(f"unknown architecture {name!r}; choose one of {ARCHITECTURES}")
+    kwargs = {"in_channels": in_channels, "out_channels": out_channels, "batch_norm": batch_norm}
+    factories = {
+        "naive": lambda: NaiveSegNet(width=width, **kwargs),
+        "fcn": lambda: FCN(width=width, **kwargs),
+        "unet-bilinear": lambda: SmallUNet(base=_scaled(NOTES_WIDTHS[0], width), up="bilinear", **kwargs),
+        "unet-transposed": lambda: SmallUNet(base=_scaled(NOTES_WIDTHS[0], width), up="transposed", **kwargs),
+    }
+    return init_model(factories[name], init_seed)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
+    """Logits for a stack of images in eval mode, in batches, on the model's device; returned on CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        chunks = [model(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks)
+
+
+def predict_probs(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
+    """Class probabilities (softmax over channels) for a stack of images."""
+    return torch.softmax(predict_logits(model, images, batch_size), dim=1)
+
+
+def predict_labels(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
+    """Arg-max label maps (N, H, W) for a stack of images."""
+    return predict_logits(model, images, batch_size).argmax(dim=1)

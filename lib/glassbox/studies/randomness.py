@@ -1,0 +1,881 @@
+"""Where does the trial-to-trial difference come from? One U-Net denoiser, one source of randomness at a time.
+
+Qu et al. find that fixing the seed does not make two trials' learned features more alike, and call it
+surprising. On one device with the same thread count, a run with every seed fixed is reproduced bit for
+bit (:mod:`glassbox.training.loop`), so something else must have differed between their trials. This module
+trains *pairs* of trials that differ in exactly one source of randomness and measures how far apart
+they end up.
+
+**Conditions** (:data:`CONDITIONS`): trial B of a pair differs from trial A only in
+
+- ``identical`` -- nothing (the control; same seeds, trained a second time);
+- ``ulp`` -- one initial convolution weight moved by one float32 ulp (:class:`UlpPerturbation`,
+  ``torch.nextafter``): the size of difference a non-deterministic kernel makes in one step;
+- ``threads`` -- the number of CPU threads torch uses (a real, CPU-side source of non-determinism:
+  the summation order of the kernels changes);
+- ``data_order`` -- the data-order seed; ``init`` -- the weight-initialisation seed;
+- ``noise`` -- the photon-noise draw of the simulated scans (same anatomy, same patch positions;
+  :func:`glassbox.training.unet_denoiser.resimulated_pairs`). The low-dose input is a binomial thinning of the
+  full-dose scan, so a new draw renews the noise of input *and* target, as a new scan would;
+- ``all`` -- initialisation, data order and noise at once (Qu's "random seeding");
+- ``gpu_nondeterministic`` -- CUDA only: both trials with the same seeds, non-deterministic kernels
+  allowed (``glassbox.core.repro.seed_everything(seed, deterministic=False)``); on a CPU it is skipped and
+  ``ulp`` stands in for it. ``threads`` is skipped on CUDA.
+
+Pair ``k`` has its own base seeds, so pairs are independent replications; within a pair, trial A is
+the same for every condition (trained once, through the store).
+
+**Measurements.** Every trial is evaluated on the same test images of the chapter's data set:
+PSNR to the full-dose target (:func:`glassbox.training.unet_denoiser.evaluate_denoiser`), its denoised test
+slices, and the spatial mean of every channel of each named block (``Down*``, ``Bottleneck``,
+``Up*``) on ``n_feature_images`` test crops -- the Qu chapters' convention (N x C per layer,
+``unet_denoiser.layer_features``). A pair
+is compared by the relative weight distance, the RMS difference and PSNR between the two trials'
+outputs, and per layer by debiased linear CKA and Hungarian-matched cosine, each with a permutation
+chance level (rows of B re-paired at random). Along training, a forward pre-hook (installed through
+``train_denoiser``'s ``init_perturbation`` hook, see :class:`TrainingProbe`) keeps the weights at
+steps 0, 1, 2, 4, ... and at epoch ends, and the same measurements are repeated at each.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from glassbox.core import checks, repro
+from glassbox.core.repro import seed_everything
+from glassbox.data import ct_physics, lowdose_ct
+from glassbox.data.lowdose_ct import DATA_PROFILES
+from glassbox.measure import chance as chance_mod
+from glassbox.measure import similarity as sim
+from glassbox.measure.stats import interval, spearman_bootstrap
+from glassbox.models.unet import UNet
+from glassbox.training import unet_denoiser
+from glassbox.training.loop import TrialSeeds, trial_seeds
+from glassbox.training.unet_denoiser import DenoiserConfig
+
+SIMULATED_ONLY = ("its 'noise' condition redraws the photon noise of the same patients, which a real DICOM tree cannot do")
+"""Why this chapter refuses a real ``data_dir`` (:func:`glassbox.chapters.setup_run` says so)."""
+
+__all__ = [
+    "CONDITIONS", "CPU_ONLY", "CUDA_ONLY", "SOURCE_FIELDS", "UlpPerturbation", "pick_ulp_weight", "TrainingProbe",
+    "snapshot_steps", "TrialSpec", "trial_pair", "RandomnessConfig", "PROFILES", "conditions_for",
+    "EvaluationSet", "evaluation_set", "differing_fields", "run_trial", "Experiment", "run_experiment", "relative_distance", "SEED_LEVEL",
+    "pair_frame", "layer_frame", "curve_frame", "condition_table", "interval", "spearman_bootstrap",
+    "correlations", "ulp_growth", "verdicts", "plot_curves", "plot_layers", "plot_correlation",
+]
+
+
+CONDITIONS: dict[str, str] = {
+    "identical": "nothing: same seeds, trained a second time (the control)",
+    "ulp": "one initial weight moved by one float32 ulp",
+    "threads": "the number of CPU threads torch uses",
+    "data_order": "the data-order seed",
+    "init": "the weight-initialisation seed",
+    "noise": "the photon-noise draw of the scans",
+    "all": "initialisation, data order and noise",
+    "gpu_nondeterministic": "nothing but the GPU kernels (non-deterministic algorithms allowed)",
+}
+"""Each condition and what trial B changes with respect to trial A."""
+
+
+CPU_ONLY: tuple[str, ...] = ("threads",)
+
+
+CUDA_ONLY: tuple[str, ...] = ("gpu_nondeterministic",)
+
+
+SEED_LEVEL: tuple[str, ...] = ("data_order", "init", "noise", "all")
+"""Conditions that change a seed (as Qu's trials may have), as opposed to a rounding-size change."""
+
+
+SOURCE_FIELDS: dict[str, frozenset[str]] = {
+    "identical": frozenset({"replicate"}),
+    "ulp": frozenset({"perturbation"}),
+    "threads": frozenset({"threads"}),
+    "data_order": frozenset({"data_seed"}),
+    "init": frozenset({"init_seed"}),
+    "noise": frozenset({"noise_seed"}),
+    "all": frozenset({"init_seed", "data_seed", "noise_seed"}),
+    "gpu_nondeterministic": frozenset({"replicate"}),
+}
+"""The :class:`TrialSpec` fields in which trial B of each condition differs from its trial A."""
+
+
+@dataclass(frozen=True)
+class UlpPerturbation:
+    """Move element ``index`` (flat) of parameter ``parameter`` by ``ulps`` units in the last place.
+
+    Each unit is one :func:`torch.nextafter` step towards +inf (``ulps > 0``) or -inf (``ulps < 0``) in
+    the parameter's own dtype; nothing else changes (buffers included).
+    """
+
+    parameter: str
+    index: int
+    ulps: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.parameter, str) or not self.parameter:
+            raise ValueError(f"parameter must be a parameter name such as 'Down1.0.weight', got {self.parameter!r}")
+        checks.integer(self.index, "index", 0)
+        if isinstance(self.ulps, bool) or not isinstance(self.ulps, int) or self.ulps == 0:
+            raise ValueError(f"ulps must be a non-zero integer, got {self.ulps!r}")
+
+    def apply(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        if self.parameter not in params:
+            raise ValueError(f"the model has no parameter {self.parameter!r}; valid names are {sorted(params)}")
+        p = params[self.parameter]
+        if not p.is_floating_point():
+            raise ValueError(f"parameter {self.parameter!r} is {p.dtype}, not floating point")
+        if self.index >= p.numel():
+            raise ValueError(f"index {self.index} is out of range for {self.parameter!r} with {p.numel()} elements")
+        with torch.no_grad():
+            flat = p.view(-1)
+            value = flat[self.index].clone()
+            target = torch.full_like(value, math.inf if self.ulps > 0 else -math.inf)
+            for _ in range(abs(self.ulps)):
+                value = torch.nextafter(value, target)
+            flat[self.index] = value
+
+
+def pick_ulp_weight(config: DenoiserConfig, seed: int) -> UlpPerturbation:
+    """A +1 ulp perturbation of one convolution weight drawn uniformly over all conv-weight elements.
+
+    Only weights of >= 2 dimensions qualify (BatchNorm biases start at 0, where one ulp is a denormal
+    1e-45, not the relative change a rounding difference makes). Shapes come from a model on the
+    ``meta`` device, so no random number is drawn.
+    """
+    rng = np.random.default_rng(checks.integer(seed, "seed", 0))
+    with torch.device("meta"):
+        model = UNet(config.depth, config.width, residual=config.residual)
+    candidates = [(name, p.numel()) for name, p in model.named_parameters() if p.ndim >= 2]
+    sizes = np.array([n for _, n in candidates], dtype=np.int64)
+    flat = int(rng.integers(0, sizes.sum()))
+    which = int(np.searchsorted(np.cumsum(sizes), flat, side="right"))
+    offset = flat - int(np.concatenate([[0], np.cumsum(sizes)])[which])
+    return UlpPerturbation(candidates[which][0], offset, 1)
+
+
+def snapshot_steps(steps_per_epoch: int, epochs: int, every_epochs: int = 1) -> tuple[int, ...]:
+    """Optimizer steps at which weights are kept: 0, the powers of two, and every ``every_epochs``-th epoch end.
+
+    The last step (end of training) is always included.
+    """
+    spe = checks.integer(steps_per_epoch, "steps_per_epoch", 1)
+    epochs = checks.integer(epochs, "epochs", 1)
+    every = checks.integer(every_epochs, "every_epochs", 1)
+    total = spe * epochs
+    steps = {0, total} | {2**k for k in range(total.bit_length()) if 2**k <= total}
+    steps |= {e * spe for e in range(1, epochs + 1) if e % every == 0}
+    return tuple(sorted(steps))
+
+
+@dataclass(frozen=True)
+class TrainingProbe:
+    """The ``init_perturbation`` handed to :func:`glassbox.training.unet_denoiser.train_denoiser`: it applies the
+    trial's :class:`UlpPerturbation` (if any) and installs a forward pre-hook that copies the weights
+    (``state_dict``, on the CPU) before the training forward of every step in ``steps``.
+
+    A training forward (the model in train mode) happens once per optimizer step, so the copy taken at
+    forward ``s`` holds the weights after ``s`` updates; validation runs in eval mode and is not counted.
+    Only the fields are part of the run's identity; the copies live in :attr:`snapshots`.
+    """
+
+    perturbation: UlpPerturbation | None
+    steps: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snapshots", {})
+        object.__setattr__(self, "_count", 0)
+        object.__setattr__(self, "_handle", None)
+
+    def apply(self, model: nn.Module) -> None:
+        if self.perturbation is not None:
+            self.perturbation.apply(model)
+        wanted = set(self.steps)
+
+        def hook(module: nn.Module, _inputs: Any) -> None:
+            if not module.training:
+                return
+            step = self._count
+            if step in wanted:
+                self.snapshots[step] = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+            object.__setattr__(self, "_count", step + 1)
+
+        object.__setattr__(self, "_handle", model.register_forward_pre_hook(hook))
+
+    @property
+    def steps_seen(self) -> int:
+        """Training forwards (optimizer steps) seen so far."""
+        return self._count
+
+    def close(self) -> None:
+        """Remove the hook."""
+        if self._handle is not None:
+            self._handle.remove()
+            object.__setattr__(self, "_handle", None)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything random about one trial.
+
+    ``noise_seed`` None trains on the chapter's data set as simulated; an integer trains on
+    :func:`glassbox.training.unet_denoiser.resimulated_pairs` with that noise seed. ``replicate`` only tells apart
+    trials that are otherwise the same, so that they are *trained* separately (never loaded as each other).
+    """
+
+    init_seed: int
+    data_seed: int
+    noise_seed: int | None = None
+    perturbation: UlpPerturbation | None = None
+    threads: int = 1
+    deterministic: bool = True
+    replicate: int = 0
+
+    def __post_init__(self) -> None:
+        checks.integer(self.init_seed, "init_seed", 0)
+        checks.integer(self.data_seed, "data_seed", 0)
+        if self.noise_seed is not None:
+            checks.integer(self.noise_seed, "noise_seed", 0)
+        checks.integer(self.threads, "threads", 1)
+        checks.integer(self.replicate, "replicate", 0)
+        if not isinstance(self.deterministic, bool):
+            raise ValueError(f"deterministic must be True or False, got {self.deterministic!r}")
+
+    def trial_seeds(self) -> TrialSeeds:
+        return TrialSeeds(self.init_seed, self.data_seed, self.noise_seed if self.noise_seed is not None else 0)
+
+    def ident(self) -> str:
+        """A stable text naming this trial (used as its key in an :class:`Experiment`)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def differing_fields(a: TrialSpec, b: TrialSpec) -> frozenset[str]:
+    """Names of the :class:`TrialSpec` fields in which ``a`` and ``b`` differ."""
+    return frozenset(f.name for f in dataclasses.fields(TrialSpec) if getattr(a, f.name) != getattr(b, f.name))
+
+
+@dataclass(frozen=True)
+class RandomnessConfig:
+    """Knobs of the randomness chapter.
+
+    ``denoiser.split_seed`` is replaced by the chapter's seed. ``torch_threads`` is the thread count of
+    every trial (None: whatever torch uses when the experiment starts); ``alt_threads`` is trial B's in the
+    ``threads`` condition. Features are the spatial channel means on ``n_feature_images`` crops of
+    ``feature_patch_size`` from the test slices; along training, on the first ``curve_feature_images`` of
+    them (None: all), and outputs on the first ``curve_slices`` test slices (None: all). Weights kept per snapshot: all parameters, or a fixed
+    random subset of ``weight_probe`` of them for larger models.
+    """
+
+    data: lowdose_ct.CTDataConfig
+    denoiser: DenoiserConfig
+    conditions: tuple[str, ...] = tuple(CONDITIONS)
+    n_pairs: int = 3
+    feature_patch_size: int = 32
+    n_feature_images: int = 256
+    curve_feature_images: int | None = None
+    curve_slices: int | None = None
+    snapshot_every_epochs: int = 1
+    weight_probe: int = 1 << 22
+    torch_threads: int | None = 1
+    alt_threads: int = 2
+    chance_draws: int = 20
+    bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, lowdose_ct.CTDataConfig) or not isinstance(self.denoiser, DenoiserConfig):
+            raise ValueError("data must be a glassbox.data.lowdose_ct.CTDataConfig and denoiser a glassbox.training.unet_denoiser.DenoiserConfig")
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown or not self.conditions or len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"conditions must be distinct names from {tuple(CONDITIONS)}, got {self.conditions!r}")
+        checks.integer(self.n_pairs, "n_pairs", 1)
+        size = checks.integer(self.feature_patch_size, "feature_patch_size", 2)
+        if size % self.denoiser_divisor or size > self.data.n:
+            raise ValueError(f"feature_patch_size ({size}) must divide by {self.denoiser_divisor} "
+                             f"(U-Net-{self.denoiser.depth}) and fit the {self.data.n}-pixel slices")
+        checks.integer(self.n_feature_images, "n_feature_images", 4)
+        if self.curve_feature_images is not None and not 4 <= checks.integer(self.curve_feature_images, "curve_feature_images", 4) <= self.n_feature_images:
+            raise ValueError(f"curve_feature_images must be at most n_feature_images ({self.n_feature_images}), "
+                             f"got {self.curve_feature_images}")
+        if self.curve_slices is not None:
+            checks.integer(self.curve_slices, "curve_slices", 1)
+        checks.integer(self.snapshot_every_epochs, "snapshot_every_epochs", 1)
+        checks.integer(self.weight_probe, "weight_probe", 1)
+        if self.torch_threads is not None:
+            checks.integer(self.torch_threads, "torch_threads", 1)
+        checks.integer(self.alt_threads, "alt_threads", 1)
+        checks.integer(self.chance_draws, "chance_draws", 2)
+        checks.integer(self.bootstrap, "bootstrap", 10)
+        if self.data.n % self.denoiser_divisor:
+            raise ValueError(f"whole {self.data.n}-pixel test slices cannot pass U-Net-{self.denoiser.depth} "
+                             f"(sides must divide by {self.denoiser_divisor})")
+
+    @property
+    def denoiser_divisor(self) -> int:
+        return 2 ** ((self.denoiser.depth - 1) // 2)
+
+    def denoiser_for(self, seed: int) -> DenoiserConfig:
+        """The denoiser config with the chapter's seed as ``split_seed``."""
+        return replace(self.denoiser, split_seed=checks.integer(seed, "seed", 0))
+
+    def trial_key(self) -> dict[str, Any]:
+        """The parts of the config that change what a trial computes (not the analysis knobs)."""
+        return {"data": self.data, "denoiser": self.denoiser, "feature_patch_size": self.feature_patch_size,
+                "n_feature_images": self.n_feature_images, "curve_feature_images": self.curve_feature_images,
+                "curve_slices": self.curve_slices,
+                "snapshot_every_epochs": self.snapshot_every_epochs, "weight_probe": self.weight_probe}
+
+
+# A lower flux than the data chapter (a tenth of the default I0 at 64 px): a tiny U-Net trained for
+# seconds then has noise to remove (input RMSE ~26 HU) and ends ~1 dB better than its input (quick:
+# 320 steps of batch 4; measured gains 0.8-1.2 dB over three seeds, where 128 steps of batch 8 gave -1.9-0.8).
+_SMALL_I0 = 0.1 * ct_physics.default_i0(64)
+
+
+_QUICK_RECIPE = dict(depth=7, width=0.125, residual=True, lr=1e-3, batch_size=8)
+
+
+PROFILES: dict[str, RandomnessConfig] = {
+    "smoke": RandomnessConfig(
+        data=lowdose_ct.CTDataConfig(n=32, n_patients=3, slices_per_patient=2, i0=0.1 * ct_physics.default_i0(32)),
+        denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=16, n_patches=32, epochs=2),
+        n_pairs=2, feature_patch_size=16, n_feature_images=24, chance_draws=3, bootstrap=50),
+    "quick": RandomnessConfig(
+        data=lowdose_ct.CTDataConfig(n=64, n_patients=12, slices_per_patient=8, i0=_SMALL_I0),
+        denoiser=DenoiserConfig(**(_QUICK_RECIPE | {"batch_size": 4}), patch_size=32, n_patches=128, epochs=10),
+        n_pairs=3, feature_patch_size=32, n_feature_images=256, curve_feature_images=128, curve_slices=4,
+        snapshot_every_epochs=2,
+        chance_draws=20, bootstrap=2000),
+    "paper": RandomnessConfig(
+        data=DATA_PROFILES["paper"],
+        denoiser=DenoiserConfig(depth=7, width=1.0, residual=False, lr=0.01, batch_size=8, patch_size=64,
+                                n_patches=8192, epochs=30),
+        n_pairs=5, feature_patch_size=64, n_feature_images=2604, curve_feature_images=256, curve_slices=4,
+        snapshot_every_epochs=5,
+        weight_probe=1 << 18, torch_threads=None, chance_draws=100, bootstrap=10000),
+}
+"""One configuration per profile (``quick``: 24 trainings of ~5 s each on a 2-core CPU)."""
+
+
+def conditions_for(config: RandomnessConfig, device: torch.device | str) -> tuple[str, ...]:
+    """The conditions that make sense on ``device``: ``threads`` on a CPU, ``gpu_nondeterministic`` on CUDA."""
+    cuda = torch.device(device).type == "cuda"
+    return tuple(c for c in config.conditions if not ((cuda and c in CPU_ONLY) or (not cuda and c in CUDA_ONLY)))
+
+
+def _resolved_threads(config: RandomnessConfig) -> int:
+    return config.torch_threads if config.torch_threads is not None else repro.ensure_pinned_threads()
+
+
+def trial_pair(condition: str, pair: int, seed: int, config: RandomnessConfig) -> tuple[TrialSpec, TrialSpec]:
+    """Trial A and trial B of pair ``pair`` of ``condition``; B differs from A only in :data:`SOURCE_FIELDS`.
+
+    Pair ``k`` takes its base seeds from ``trial_seeds("random", 2k, seed)`` and the seeds that B changes
+    from ``trial_seeds("random", 2k + 1, seed)``.
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; choose from {tuple(CONDITIONS)}")
+    pair = checks.integer(pair, "pair", 0)
+    base, other = trial_seeds("random", 2 * pair, seed), trial_seeds("random", 2 * pair + 1, seed)
+    threads = _resolved_threads(config)
+    a = TrialSpec(base.init_seed, base.data_seed, threads=threads)
+    if condition == "identical":
+        return a, replace(a, replicate=1)
+    if condition == "ulp":
+        return a, replace(a, perturbation=pick_ulp_weight(config.denoiser, other.init_seed))
+    if condition == "threads":
+        if config.alt_threads == threads:
+            raise ValueError(f"the threads condition needs alt_threads ({config.alt_threads}) to differ from the "
+                             f"trials' thread count ({threads})")
+        return a, replace(a, threads=config.alt_threads)
+    if condition == "data_order":
+        return a, replace(a, data_seed=other.data_seed)
+    if condition == "init":
+        return a, replace(a, init_seed=other.init_seed)
+    if condition == "noise":
+        return a, replace(a, noise_seed=other.noise_seed)
+    if condition == "all":
+        return a, replace(a, init_seed=other.init_seed, data_seed=other.data_seed, noise_seed=other.noise_seed)
+    nondet = replace(a, deterministic=False, replicate=2)  # gpu_nondeterministic: two non-deterministic runs
+    return nondet, replace(nondet, replicate=3)
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """The test images every trial is judged on (all from the chapter's data set, never resimulated)."""
+
+    test_ids: list[str]
+    low: np.ndarray = field(repr=False)       # (S, n, n) HU test slices, low dose
+    full: np.ndarray = field(repr=False)      # (S, n, n) HU full-dose targets
+    crops: torch.Tensor = field(repr=False)   # (N, 1, p, p) normalised low-dose test crops for the features
+    curve_slices: int = 0                     # outputs along training: the first curve_slices test slices
+    curve_crops: int = 0                      # features along training: the first curve_crops crops
+
+
+def evaluation_set(config: RandomnessConfig, pairs: unet_denoiser.Pairs, seed: int) -> EvaluationSet:
+    """Test slices of the chapter's split and ``n_feature_images`` seeded crops of them."""
+    data = unet_denoiser.prepare_data(config.denoiser_for(seed), pairs)
+    ids = data.split["test"]
+    if not ids:
+        raise ValueError("the split has no test patients; add patients or change split_fractions")
+    low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
+    full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
+    rng = np.random.default_rng(np.random.SeedSequence([checks.integer(seed, "seed", 0), 0x5EED5]))
+    crops, _ = lowdose_ct.random_patches(low, full, config.feature_patch_size, config.n_feature_images, rng,
+                                     min_foreground=0.25)
+    curve = low.shape[0] if config.curve_slices is None else min(config.curve_slices, low.shape[0])
+    curve_crops = config.n_feature_images if config.curve_feature_images is None else config.curve_feature_images
+    return EvaluationSet(list(ids), low, full, torch.from_numpy(lowdose_ct.normalize(crops)[:, None].astype(np.float32)),
+                         curve, curve_crops)
+
+
+def _weight_indices(n_params: int, probe: int) -> np.ndarray | None:
+    """None (keep all) or the fixed random subset of parameter positions kept per snapshot."""
+    if n_params <= probe:
+        return None
+    return np.sort(np.random.default_rng(0).choice(n_params, probe, replace=False))
+
+
+def _flat_parameters(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).float().cpu() for p in model.parameters()])
+
+
+def _measure(model: UNet, evaluation: EvaluationSet, device: torch.device, indices: np.ndarray | None
+             ) -> dict[str, Any]:
+    """Weights, channel means on the curve crops, and outputs on the curve slices (one snapshot)."""
+    weights = _flat_parameters(model).numpy()
+    return {"weights": weights if indices is None else weights[indices],
+            "features": unet_denoiser.layer_features(model, evaluation.crops[:evaluation.curve_crops], device=device,
+                                                         batch_size=64),
+            "outputs": unet_denoiser.denoise(model, evaluation.low[:evaluation.curve_slices])}
+
+
+@contextmanager
+def _determinism(deterministic: bool, seed: int) -> Iterator[None]:
+    """``seed_everything(seed, deterministic)`` for the block; the previous algorithm flags come back after."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    seed_everything(seed, deterministic=deterministic)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2], previous[3]
+
+
+def run_trial(config: RandomnessConfig, spec: TrialSpec, *, seed: int, pairs: unet_denoiser.Pairs,
+              evaluation: EvaluationSet, device: torch.device | str = "cpu", progress: bool = True,
+              desc: str = "trial") -> dict[str, Any]:
+    """Train one trial (:func:`glassbox.training.unet_denoiser.train_denoiser`) and measure it along the way.
+
+    Returns plain data: the spec, history, snapshot steps with the weights / features / curve outputs at
+    each, the final test scores and test outputs, and the final ``state_dict``.
+    """
+    device = torch.device(device)
+    if not spec.deterministic and device.type != "cuda":
+        raise ValueError("a non-deterministic trial (deterministic=False) only makes sense on CUDA; on a CPU the "
+                         "kernels are deterministic and the 'ulp' and 'threads' conditions stand in for it")
+    den = config.denoiser_for(seed)
+    train_pairs = pairs if spec.noise_seed is None else unet_denoiser.resimulated_pairs(config.data, seed, spec.noise_seed)
+    data = unet_denoiser.prepare_data(den, train_pairs)
+    steps_per_epoch = -(-data.n_train // den.batch_size)
+    probe = TrainingProbe(spec.perturbation, snapshot_steps(steps_per_epoch, den.epochs, config.snapshot_every_epochs))
+    try:
+        with repro.threads(spec.threads), _determinism(spec.deterministic, seed):
+            model, history = unet_denoiser.train_denoiser(den, train_pairs, spec.trial_seeds(), device=device,
+                                                      init_perturbation=probe, data=data, progress=progress,
+                                                      desc=desc)
+    finally:
+        probe.close()
+    total = steps_per_epoch * den.epochs
+    if probe.steps_seen != total:
+        raise RuntimeError(f"the probe counted {probe.steps_seen} training steps, expected {total}")
+    snapshots = dict(probe.snapshots)
+    snapshots[total] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    steps = sorted(snapshots)
+    indices = _weight_indices(sum(p.numel() for p in model.parameters()), config.weight_probe)
+    probe_model = UNet(den.depth, den.width, residual=den.residual)
+    measured = []
+    with repro.threads(_resolved_threads(config)):  # every trial is measured alike, whatever it was trained with
+        for step in steps:
+            probe_model.load_state_dict(snapshots[step])
+            measured.append(_measure(probe_model.to(device), evaluation, device, indices))
+        model.eval()
+        scores = unet_denoiser.evaluate_denoiser(model, pairs, evaluation.test_ids)
+        test_outputs = unet_denoiser.denoise(model, evaluation.low)
+        final_features = unet_denoiser.layer_features(model, evaluation.crops, device=device, batch_size=64)
+    return {
+        "spec": dataclasses.asdict(spec),
+        "history": history.epochs,
+        "steps": steps,
+        "steps_per_epoch": steps_per_epoch,
+        "weights": np.stack([m["weights"] for m in measured]),
+        "features": {name: np.stack([m["features"][name] for m in measured]) for name in measured[0]["features"]},
+        "curve_outputs": np.stack([m["outputs"] for m in measured]),
+        "test_scores": scores,
+        "test_outputs": test_outputs,
+        "final_features": final_features,
+        "state_dict": snapshots[total],
+        "torch_threads": spec.threads,
+        "weights_subset": indices is not None,
+    }
+
+
+@dataclass
+class Experiment:
+    """All trials of a run, keyed by :meth:`TrialSpec.ident`, and the (condition, pair) -> (A, B) table."""
+
+    config: RandomnessConfig
+    seed: int
+    device: str
+    conditions: tuple[str, ...]
+    evaluation: EvaluationSet
+    trials: dict[str, dict[str, Any]]
+    pairs: dict[tuple[str, int], tuple[str, str]]
+
+    def trial(self, condition: str, pair: int, which: str) -> dict[str, Any]:
+        a, b = self.pairs[(condition, pair)]
+        return self.trials[a if which == "A" else b]
+
+
+def run_experiment(config: RandomnessConfig, seed: int = 0, *, device: torch.device | str = "cpu",
+                   pairs: unet_denoiser.Pairs | None = None, progress: bool = True, use_store: bool = True) -> Experiment:
+    """Train every trial of every (condition, pair) -- each once, through the store -- and return them."""
+    from glassbox.core.store import get_or_compute
+
+    device = torch.device(device)
+    seed = checks.integer(seed, "seed", 0)
+    if pairs is None:
+        pairs = (lowdose_ct.build_dataset(config.data, seed, progress=progress) if use_store else
+                 lowdose_ct.simulate_patients(config.data.n, config.data.n_patients, config.data.slices_per_patient,
+                                          config.data.dose, seed, n_angles=config.data.n_angles, i0=config.data.i0,
+                                          sigma_e=config.data.sigma_e, contrast=config.data.contrast))
+    evaluation = evaluation_set(config, pairs, seed)
+    conditions = conditions_for(config, device)
+    if not conditions:
+        raise ValueError(f"none of the conditions {config.conditions} runs on {device.type}")
+    table: dict[tuple[str, int], tuple[str, str]] = {}
+    specs: dict[str, TrialSpec] = {}
+    for condition in conditions:
+        for k in range(config.n_pairs):
+            a, b = trial_pair(condition, k, seed, config)
+            specs[a.ident()], specs[b.ident()] = a, b
+            table[(condition, k)] = (a.ident(), b.ident())
+    key_base = config.trial_key() | {"seed": seed, "device": device.type,
+                                     "pairs": unet_denoiser.pairs_fingerprint(pairs)}
+    trials = {}
+    for number, (ident, spec) in enumerate(specs.items(), start=1):
+        desc = f"trial {number}/{len(specs)}"
+
+        def compute(spec: TrialSpec = spec, desc: str = desc) -> dict[str, Any]:
+            return run_trial(config, spec, seed=seed, pairs=pairs, evaluation=evaluation, device=device,
+                             progress=progress, desc=desc)
+
+        trials[ident] = (get_or_compute("randomness-trial", key_base | {"spec": spec}, compute, seed=seed,
+                                        device=device, progress=False) if use_store else compute())
+    return Experiment(config, seed, device.type, conditions, evaluation, trials, table)
+
+
+def relative_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b|| / ||a|| in float64 (0 exactly when the arrays are equal)."""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norm = float(np.linalg.norm(a64))
+    if norm == 0:
+        raise ValueError("relative_distance: the reference array is all zeros")
+    return float(np.linalg.norm(a64 - b64)) / norm
+
+
+def _rms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+def _psnr_from_rms(rms: float) -> float:
+    return math.inf if rms == 0 else 20.0 * math.log10(unet_denoiser.PSNR_RANGE_HU / rms)
+
+
+def _safe(metric: Callable[[], Any]) -> float:
+    try:
+        return float(metric())
+    except sim.SimilarityInputError:
+        return math.nan
+
+
+def _one_blas_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with one BLAS thread: its matrices are small (N x C with N in the hundreds), where extra
+    threads only cost (on a busy 2-core machine, 30x slower with two OpenBLAS threads, measured)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_one_blas_thread
+def pair_frame(experiment: Experiment) -> pd.DataFrame:
+    """One row per (condition, pair): final weight distance, output agreement, PSNRs and mean similarities."""
+    rows = []
+    for (condition, k), (ia, ib) in experiment.pairs.items():
+        a, b = experiment.trials[ia], experiment.trials[ib]
+        psnr_a, psnr_b = a["test_scores"]["psnr"], b["test_scores"]["psnr"]
+        rms = _rms(a["test_outputs"], b["test_outputs"])
+        fa, fb = a["final_features"], b["final_features"]
+        cka = [_safe(lambda n=n: sim.linear_cka(fa[n], fb[n], debiased=True)) for n in fa]
+        cos = [_safe(lambda n=n: sim.matched_cosine(fa[n], fb[n])) for n in fa]
+        rows.append({"condition": condition, "pair": k,
+                     "weights_identical": bool(np.array_equal(a["weights"][-1], b["weights"][-1])),
+                     "weight_distance": relative_distance(a["weights"][-1], b["weights"][-1]),
+                     "psnr_a": psnr_a, "psnr_b": psnr_b, "psnr_mean": (psnr_a + psnr_b) / 2,
+                     "psnr_diff": abs(psnr_a - psnr_b), "input_psnr": a["test_scores"]["input_psnr"],
+                     "output_rms_diff_hu": rms, "output_psnr_between": _psnr_from_rms(rms),
+                     "cka": float(np.nanmean(cka)), "feature_dissimilarity": 1.0 - float(np.nanmean(cka)),
+                     "matched_cosine": float(np.nanmean(cos))})
+    return pd.DataFrame(rows)
+
+
+@_one_blas_thread
+def layer_frame(experiment: Experiment, *, chance_draws: int | None = None) -> pd.DataFrame:
+    """One row per (condition, pair, layer): debiased CKA and matched cosine of the final features, each
+    with its permutation chance level (mean and SD over ``chance_draws`` re-pairings of samples)."""
+    draws = experiment.config.chance_draws if chance_draws is None else checks.integer(chance_draws, "chance_draws", 2)
+    rows = []
+    for (condition, k), (ia, ib) in experiment.pairs.items():
+        a, b = experiment.trials[ia], experiment.trials[ib]
+        for depth, name in enumerate(a["final_features"]):
+            x, y = a["final_features"][name], b["final_features"][name]
+            row: dict[str, Any] = {"condition": condition, "pair": k, "layer": name, "layer_index": depth,
+                                   "channels": x.shape[1]}
+            for metric, fn in (("cka", lambda u, v: sim.linear_cka(u, v, debiased=True)),
+                               ("matched_cosine", sim.matched_cosine)):
+                row[metric] = _safe(lambda: fn(x, y))
+                try:
+                    rng = np.random.default_rng([experiment.seed, k, depth])
+                    null = chance_mod.permutation_chance(fn, x, y, n_draws=draws, seed=rng)
+                    row[f"{metric}_chance"], row[f"{metric}_chance_sd"] = null.mean, null.std
+                except sim.SimilarityInputError:
+                    row[f"{metric}_chance"] = row[f"{metric}_chance_sd"] = math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@_one_blas_thread
+def curve_frame(experiment: Experiment) -> pd.DataFrame:
+    """One row per (condition, pair, snapshot step): weight distance, output agreement and debiased CKA
+    (mean over layers and the lowest layer) between the two trials at that step."""
+    rows = []
+    for (condition, k), (ia, ib) in experiment.pairs.items():
+        a, b = experiment.trials[ia], experiment.trials[ib]
+        if a["steps"] != b["steps"]:
+            raise ValueError(f"{condition} pair {k}: the two trials kept weights at different steps")
+        for s, step in enumerate(a["steps"]):
+            cka = [_safe(lambda n=n: sim.linear_cka(a["features"][n][s], b["features"][n][s], debiased=True))
+                   for n in a["features"]]
+            rms = _rms(a["curve_outputs"][s], b["curve_outputs"][s])
+            rows.append({"condition": condition, "pair": k, "step": step, "epoch": step / a["steps_per_epoch"],
+                         "weight_distance": relative_distance(a["weights"][s], b["weights"][s]),
+                         "output_rms_diff_hu": rms, "output_psnr_between": _psnr_from_rms(rms),
+                         "cka": float(np.nanmean(cka)), "cka_lowest": float(np.nanmin(cka)),
+                         "feature_dissimilarity": 1.0 - float(np.nanmean(cka))})
+    return pd.DataFrame(rows)
+
+
+_BOUNDS: dict[str, tuple[float, float]] = {"cka": (-1.0, 1.0), "matched_cosine": (-1.0, 1.0),
+                                           "output_rms_diff_hu": (0.0, math.inf), "psnr_diff": (0.0, math.inf),
+                                           "weight_distance": (0.0, math.inf)}
+
+
+def condition_table(pairs: pd.DataFrame, layers: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per condition: means over pairs with 95 % t-intervals, and the chance levels of the similarities.
+
+    ``cka`` and ``matched_cosine`` are first averaged over layers within a pair; their chance columns are
+    the mean permutation chance over pairs and layers. Interval bounds are clipped to each metric's range.
+    """
+    order = list(order) if order is not None else list(dict.fromkeys(pairs["condition"]))
+    per_pair = layers.groupby(["condition", "pair"])[["cka", "matched_cosine", "cka_chance", "matched_cosine_chance",
+                                                      "cka_chance_sd"]].mean()
+    rows = []
+    for condition in order:
+        p = pairs[pairs["condition"] == condition]
+        lp = per_pair.loc[condition]
+        row: dict[str, Any] = {"condition": condition, "what differs": CONDITIONS[condition], "pairs": len(p),
+                               "identical pairs": int(p["weights_identical"].sum())}
+        for column, values in (("cka", lp["cka"]), ("matched_cosine", lp["matched_cosine"]),
+                               ("output_rms_diff_hu", p["output_rms_diff_hu"]), ("psnr_diff", p["psnr_diff"]),
+                               ("weight_distance", p["weight_distance"])):
+            mean, lo, hi = interval(values)
+            low, high = _BOUNDS[column]  # a t-interval of 3 values can cross the metric's own range
+            row[column], row[f"{column}_lo"], row[f"{column}_hi"] = mean, max(lo, low), min(hi, high)
+        row["cka_chance"], row["cka_chance_sd"] = float(lp["cka_chance"].mean()), float(lp["cka_chance_sd"].mean())
+        row["matched_cosine_chance"] = float(lp["matched_cosine_chance"].mean())
+        row["psnr_mean"] = float(p["psnr_mean"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def correlations(pairs: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Spearman's rho (bootstrap interval) of feature dissimilarity (1 - mean CKA) with the PSNR difference to
+    the target and with the RMS difference between the two outputs, over two sets of trial pairs: every pair
+    whose weights differ, and the seed-level pairs only (:data:`SEED_LEVEL`, the differences Qu's trials had)."""
+    scopes = {"all differing pairs": ~pairs["weights_identical"],
+              "seed-level pairs": pairs["condition"].isin(SEED_LEVEL) & ~pairs["weights_identical"]}
+    rows = []
+    for scope, mask in scopes.items():
+        chosen = pairs[mask]
+        for target, label in (("psnr_diff", "|PSNR_A - PSNR_B| (dB)"),
+                              ("output_rms_diff_hu", "RMS(out_A - out_B) (HU)")):
+            try:
+                r = spearman_bootstrap(chosen["feature_dissimilarity"], chosen[target], n_boot=n_boot, seed=seed)
+            except ValueError:
+                r = {"rho": math.nan, "p": math.nan, "lo": math.nan, "hi": math.nan, "n": len(chosen), "n_valid": 0}
+            rows.append({"pairs": scope, "against": label, "target": target} | r)
+    return pd.DataFrame(rows)
+
+
+def ulp_growth(curve: pd.DataFrame, measure: str = "weight_distance", reference: str = "init",
+               fraction: float = 0.5) -> dict[str, float]:
+    """How fast the ``ulp`` difference grows towards the ``reference`` condition's (mean over pairs per step).
+
+    Returns the ratio ulp/reference at the first kept step > 0 and at the end, and the first step at which
+    the ratio reaches ``fraction`` (NaN if it never does within the run).
+    """
+    means = curve.groupby(["condition", "step"])[measure].mean()
+    if "ulp" not in means.index.get_level_values(0) or reference not in means.index.get_level_values(0):
+        raise ValueError(f"ulp_growth needs the 'ulp' and {reference!r} conditions in the curve")
+    ratio = (means.loc["ulp"] / means.loc[reference]).dropna()
+    ratio = ratio[ratio.index > 0]
+    reached = ratio[ratio >= fraction]
+    return {"first_step": float(ratio.index[0]), "ratio_first_step": float(ratio.iloc[0]),
+            "ratio_end": float(ratio.iloc[-1]), "last_step": float(ratio.index[-1]),
+            "step_reaching_fraction": float(reached.index[0]) if len(reached) else math.nan,
+            "ulp_first_step": float(means.loc["ulp"][ratio.index[0]]),
+            "ulp_end": float(means.loc["ulp"].iloc[-1]), "reference_end": float(means.loc[reference].iloc[-1])}
+
+
+def verdicts(table: pd.DataFrame, corr: pd.DataFrame) -> pd.DataFrame:
+    """Plain-words answers, each with the number it rests on."""
+    t = table.set_index("condition")
+    rows = []
+    if "identical" in t.index:
+        same = int(t.loc["identical", "identical pairs"]) == int(t.loc["identical", "pairs"])
+        rows.append({"question": "Do fixed seeds reproduce a trial exactly on this device?",
+                     "number": f"{int(t.loc['identical', 'identical pairs'])} of {int(t.loc['identical', 'pairs'])} "
+                               "pairs bit-identical", "answer": "yes" if same else "no"})
+    if "ulp" in t.index and "all" in t.index:
+        ratio = (1 - t.loc["ulp", "cka"]) / (1 - t.loc["all", "cka"])
+        rows.append({"question": "Does a 1-ulp change end as far apart (features) as changing every seed?",
+                     "number": f"1 - CKA: ulp {1 - t.loc['ulp', 'cka']:.3g}, all {1 - t.loc['all', 'cka']:.3g} "
+                               f"(ratio {ratio:.2f})",
+                     "answer": "yes, about as far" if ratio >= 0.5 else "no, it stays closer"})
+    for row in corr.itertuples():
+        includes_zero = row.lo <= 0 <= row.hi if np.isfinite(row.lo) else True
+        rows.append({"question": f"Does feature dissimilarity track {row.against} ({row.pairs})?",
+                     "number": f"Spearman rho {row.rho:.2f} [{row.lo:.2f}, {row.hi:.2f}], n = {row.n}",
+                     "answer": "no evidence (interval includes 0)" if includes_zero else
+                               ("yes, positively" if row.rho > 0 else "yes, negatively")})
+    return pd.DataFrame(rows)
+
+
+_PANELS = (("feature_dissimilarity", "1 - debiased CKA (mean over layers)"),
+           ("weight_distance", "relative weight distance"),
+           ("output_rms_diff_hu", "RMS difference of outputs (HU)"))
+
+
+def _colours(conditions: Sequence[str]) -> dict[str, Any]:
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10")
+    return {c: cmap(i % 10) for i, c in enumerate(CONDITIONS) if c in conditions}
+
+
+def plot_curves(curve: pd.DataFrame, axes: Sequence[Any] | None = None):
+    """Three panels against the training step: feature dissimilarity, weight distance, output difference.
+
+    Lines are the means over pairs, bands the range. Log axes: exact zeros (identical trials) are not drawn.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig = axes[0].figure
+    conditions = list(dict.fromkeys(curve["condition"]))
+    colours = _colours(conditions)
+    for ax, (column, label) in zip(axes, _PANELS):
+        for condition in conditions:
+            part = curve[(curve["condition"] == condition) & (curve["step"] > 0)]
+            g = part.groupby("step")[column]
+            mean, lo, hi = g.mean(), g.min(), g.max()
+            positive = mean > 0
+            if not positive.any():
+                continue
+            ax.plot(mean.index[positive], mean[positive], marker="o", ms=3, color=colours[condition], label=condition)
+            ax.fill_between(mean.index[positive], lo[positive].clip(lower=mean[positive].min() * 1e-3),
+                            hi[positive], color=colours[condition], alpha=0.15)
+        ax.set(xscale="log", yscale="log", xlabel="training step (optimizer updates)", ylabel=label)
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layers(layers: pd.DataFrame, axes: Sequence[Any] | None = None):
+    """Debiased CKA and matched cosine per layer and condition (mean over pairs), with the chance band."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig = axes[0].figure
+    order = list(dict.fromkeys(layers.sort_values("layer_index")["layer"]))
+    colours = _colours(list(dict.fromkeys(layers["condition"])))
+    for ax, metric, label in ((axes[0], "cka", "debiased linear CKA"), (axes[1], "matched_cosine", "matched cosine")):
+        for condition, part in layers.groupby("condition", sort=False):
+            m = part.groupby("layer")[metric].mean().reindex(order)
+            ax.plot(order, m.values, marker="o", color=colours[condition], label=condition)
+        null = layers.groupby("layer")[f"{metric}_chance"].mean().reindex(order)
+        sd = layers.groupby("layer")[f"{metric}_chance_sd"].mean().reindex(order)
+        ax.fill_between(order, null - 2 * sd, null + 2 * sd, color="grey", alpha=0.25, label="chance ± 2 SD")
+        ax.set(xlabel="layer", ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_correlation(pairs: pd.DataFrame, corr: pd.DataFrame, axes: Sequence[Any] | None = None):
+    """Feature dissimilarity of every differing pair against its PSNR difference (left) and its output
+    difference (right); the titles give Spearman's rho over all differing pairs and over the seed-level ones."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = axes[0].figure
+    differing = pairs[~pairs["weights_identical"]]
+    colours = _colours(list(dict.fromkeys(differing["condition"])))
+    for ax, target in zip(axes, ("psnr_diff", "output_rms_diff_hu")):
+        rows = corr[corr["target"] == target].set_index("pairs")
+        for condition, part in differing.groupby("condition", sort=False):
+            ax.scatter(part["feature_dissimilarity"], part[target], color=colours[condition], label=condition, s=25)
+        title = "; ".join(f"{scope}: rho {r.rho:.2f} [{r.lo:.2f}, {r.hi:.2f}]" for scope, r in rows.iterrows())
+        ax.set(xscale="log", xlabel="1 - debiased CKA (mean over layers)", ylabel=rows["against"].iloc[0])
+        ax.set_title(title, fontsize=8)
+        if (differing[target] > 0).all():
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,222 @@
+"""Training the VAE and the conditional INNs of the invariance analysis (Rombach et al.; Eulig et al.).
+
+- :func:`train_vae` minimises the negative ELBO with a Gaussian likelihood (:func:`vae_loss`);
+- :func:`train_invariance_inn` trains one cINN ``t(. | z)`` per analysed layer by maximum likelihood, with
+  the VAE and the denoiser frozen; the cINN sees a *posterior sample* ``mu + sigma * eps`` of the VAE, as in
+  the reference code;
+- :func:`sample_invariances` draws ``v ~ N(0, I)`` and decodes ``D(t^-1(v | z))``;
+  :func:`latent_statistics` checks that ``v`` is standard normal on held-out data;
+- :func:`pretrained_vae` / :func:`pretrained_invariance_inn` go through the artifact store.
+
+Randomness: posterior samples during training come from a generator seeded by ``(seed, the batch's sample
+indices)``, so training through :func:`glassbox.training.loop.fit` stays a pure function of its seeds (and
+resumes exactly); sampling takes an explicit ``torch.Generator``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from glassbox.core import checks
+from glassbox.data import lowdose_ct
+from glassbox.models.cinn import CINNConfig, InvarianceINN, nll_loss
+from glassbox.models.common import (
+    InvarianceError,
+    freeze,
+    init_model,
+    truncate,
+)
+from glassbox.models.vae import VAE
+from glassbox.training.loop import History, fit
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The VAE of low-dose patches: conv encoder/decoder, Gaussian likelihood with std ``recon_sigma_hu``."""
+
+    latent_dim: int = 64
+    width: int = 32
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    recon_sigma_hu: float = 20.0
+    kl_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "width", "epochs", "batch_size"):
+            checks.integer(getattr(self, name), name, minimum=2 if name == "latent_dim" else 1, error=InvarianceError)
+        for name in ("lr", "recon_sigma_hu", "kl_weight"):
+            checks.positive_number(getattr(self, name), name, error=InvarianceError)
+
+
+
+
+class IndexedImages(Dataset):
+    """``(index, image)`` pairs of a stack of images: lets a loss draw noise as a pure function of the batch."""
+
+    def __init__(self, images: Tensor):
+        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1:
+            raise InvarianceError(f"images must be a (N, 1, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return torch.tensor(index), self.images[index]
+
+
+def batch_generator(seed: int, indices: Tensor) -> torch.Generator:
+    """A CPU generator seeded by ``(seed, indices)``: the same batch always gets the same noise."""
+    entropy = [int(seed), *(int(i) for i in indices.reshape(-1).tolist())]
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
+
+
+
+
+def vae_loss(vae: VAE, x: Tensor, generator: torch.Generator, config: VAEConfig) -> Tensor:
+    """Negative ELBO per image: sum (x - D(zbar))^2 / (2 sigma^2) + kl_weight * KL, zbar a posterior sample."""
+    posterior = vae.encode(x)
+    reconstruction = vae.decode(posterior.sample(generator))
+    sigma = config.recon_sigma_hu / lowdose_ct.HU_SCALE
+    squared = (reconstruction - x).pow(2).flatten(1).sum(1) / (2 * sigma**2)
+    return (squared + config.kl_weight * posterior.kl()).mean()
+
+
+def train_vae(images: Tensor, config: VAEConfig = VAEConfig(), *, seed: int = 0, device: str | torch.device = "cpu",
+              checkpoint_dir: Path | str | None = None, progress: bool = True) -> tuple[VAE, History]:
+    """Fit the :class:`VAE` to ``images`` (N, 1, p, p) (network units) through :func:`glassbox.training.loop.fit`."""
+    data = IndexedImages(images)
+    vae = init_model(lambda: VAE(images.shape[-1], config.latent_dim, config.width), init_seed=seed)
+    vae.shift.fill_(float(images.mean()))
+    vae.scale.fill_(float(images.std().clamp_min(1e-3)))
+
+    def loss_fn(model: nn.Module, batch: Any) -> Tensor:
+        indices, x = batch
+        return vae_loss(model, x, batch_generator(seed, indices), config)
+
+    history = fit(vae, data, loss_fn, epochs=config.epochs, batch_size=config.batch_size,
+                  optimizer=lambda p: torch.optim.Adam(p, lr=config.lr), data_seed=seed, device=device,
+                  checkpoint_dir=checkpoint_dir, desc="VAE of low-dose patches", progress=progress,
+                  fingerprint=dataclasses.asdict(config))
+    return freeze(vae), history
+
+
+def _encode_pair(phi: nn.Module, vae: VAE, x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    with torch.no_grad():
+        return vae.encode(x).sample(generator), phi(x)
+
+
+def train_invariance_inn(phi: nn.Module, vae: VAE, images: Tensor, config: CINNConfig = CINNConfig(), *,
+                         seed: int = 0, device: str | torch.device = "cpu", checkpoint_dir: Path | str | None = None,
+                         progress: bool = True, desc: str = "cINN") -> tuple[InvarianceINN, History]:
+    """Train ``t(zbar | Phi(x))`` by maximum likelihood on ``images``; ``phi`` and ``vae`` stay frozen.
+
+    ActNorm and H's standardisation are initialised on the first (up to) 256 images before training.
+    """
+    device = torch.device(device)
+    phi, vae = freeze(phi).to(device), freeze(vae).to(device)
+    with torch.no_grad():
+        cond_shape = tuple(phi(images[:1].to(device)).shape[1:])
+    model = init_model(lambda: InvarianceINN(vae.latent_dim, cond_shape, config, permutation_seed=seed),
+                       init_seed=seed)
+    model.to(device)
+    first = images[:256].to(device)
+    model.initialize(*_encode_pair(phi, vae, first, torch.Generator().manual_seed(seed)))
+
+    def loss_fn(net: nn.Module, batch: Any) -> Tensor:
+        indices, x = batch
+        zbar, z = _encode_pair(phi, vae, x, batch_generator(seed, indices))
+        return nll_loss(*net(zbar, z))
+
+    history = fit(model, IndexedImages(images), loss_fn, epochs=config.epochs, batch_size=config.batch_size,
+                  optimizer=lambda p: torch.optim.Adam(p, lr=config.lr), data_seed=seed, device=device,
+                  checkpoint_dir=checkpoint_dir, desc=desc, progress=progress, fingerprint=dataclasses.asdict(config))
+    model.eval()
+    return model, history
+
+
+def latent_statistics(model: InvarianceINN, phi: nn.Module, vae: VAE, images: Tensor, *, seed: int = 0,
+                      batch_size: int = 256) -> dict[str, Any]:
+    """``v = t(E(x) | Phi(x))`` on (held-out) images: per-dimension mean and variance, and the NLL per dimension."""
+    device = next(model.parameters()).device
+    vs, nlls = [], []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start:start + batch_size].to(device)
+            zbar, z = _encode_pair(phi, vae, x, torch.Generator().manual_seed(seed + start))
+            v, log_det = model(zbar, z)
+            vs.append(v.cpu())
+            nlls.append(float(nll_loss(v, log_det)) * x.shape[0])
+    v = torch.cat(vs).double()
+    mean, var = v.mean(0), v.var(0)
+    return {"mean": mean.numpy(), "var": var.numpy(), "n": int(v.shape[0]),
+            "max_abs_mean": float(mean.abs().max()), "mean_var": float(var.mean()),
+            "min_var": float(var.min()), "max_var": float(var.max()),
+            "nll_per_dim": float(np.sum(nlls) / v.shape[0]) + 0.5 * math.log(2 * math.pi)}
+
+
+def sample_invariances(model: InvarianceINN, vae: VAE, z: Tensor, n_samples: int,
+                       generator: torch.Generator) -> Tensor:
+    """``n_samples`` images ``D(t^-1(v | z))``, ``v ~ N(0, I)``, for one representation ``z`` (1, C, s, s)."""
+    if z.ndim != 4 or z.shape[0] != 1:
+        raise InvarianceError(f"z must be the representation of one image, (1, C, s, s); got {tuple(z.shape)}")
+    n_samples = checks.integer(n_samples, "n_samples", error=InvarianceError)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        h = model.embed(z.to(device)).expand(n_samples, -1)
+        v = torch.randn((n_samples, vae.latent_dim), generator=generator).to(device)
+        return vae.decode(model.flow.inverse(v, h))
+
+
+def pretrained_vae(images: Tensor, config: VAEConfig, *, data_key: Mapping[str, Any], seed: int = 0,
+                   device: str | torch.device = "cpu", progress: bool = True) -> tuple[VAE, dict[str, Any]]:
+    """The VAE for ``(config, data_key, seed)`` from the artifact store (trained on first use)."""
+    from glassbox.core.store import get_or_compute
+
+    def compute() -> dict[str, Any]:
+        vae, history = train_vae(images, config, seed=seed, device=device, progress=progress)
+        return {"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "history": history.epochs}
+
+    record = get_or_compute("invariance-vae", {"config": config, "data": dict(data_key), "seed": seed}, compute,
+                            seed=seed, device=device, progress=progress)
+    vae = VAE(images.shape[-1], config.latent_dim, config.width)
+    vae.load_state_dict(record["state_dict"])
+    return freeze(vae).to(device), record
+
+
+def pretrained_invariance_inn(network: str, net: nn.Module, layer: int, vae: VAE, images: Tensor,
+                              config: CINNConfig, *, key: Mapping[str, Any], seed: int = 0,
+                              device: str | torch.device = "cpu", progress: bool = True
+                              ) -> tuple[InvarianceINN, dict[str, Any]]:
+    """The cINN of ``layer`` of ``net`` from the artifact store (trained on first use).
+
+    ``key`` must identify ``net``, ``vae`` and ``images`` (their configurations, data and seed).
+    """
+    from glassbox.core.store import get_or_compute
+
+    phi = truncate(net, layer)
+
+    def compute() -> dict[str, Any]:
+        model, history = train_invariance_inn(phi, vae, images, config, seed=seed, device=device, progress=progress,
+                                              desc=f"cINN {network} layer {layer}")
+        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history.epochs,
+                "cond_shape": model.cond_shape}
+
+    record = get_or_compute("invariance-cinn", {"network": network, "layer": layer, "config": config,
+                                                "key": dict(key), "seed": seed}, compute,
+                            seed=seed, device=device, progress=progress)
+    model = InvarianceINN(vae.latent_dim, record["cond_shape"], config, permutation_seed=seed)
+    model.load_state_dict(record["state_dict"])  # marks every ActNorm as initialised
+    model.eval()
+    return model.to(device), record
