@@ -375,8 +375,34 @@ def test_shape_only_chance_levels_match_simulation():
     assert C.chance_level("procrustes", 2000, 32, 64).mean == pytest.approx(proc.mean, rel=0.04)
     assert C.chance_level("linear_cka_debiased", n, p).mean == 0.0
     small = C.chance_level("cca", 100, 5, n_draws=20, seed=3)
-    assert small.n_draws == 20 and "simulation" in small.method
+    assert small.n_draws == 200 and "exact law" in small.method
     assert C.chance_level("cca", 2604, 512).mean == pytest.approx(0.3847, abs=0.003)  # note's measured value
+
+
+@pytest.mark.parametrize("k, draws, width", [(3, 400, 8), (10, 150, 24), (40, 40, 64)])
+def test_svcca_chance_at_the_kept_dimension_matches_simulation(k, draws, width):
+    """SVCCA's chance at N = 2604 depends on the kept dimension k, not on the layer's width: the exact law
+    (and chance_level, which the chapter uses) agree with SVCCA of independent Gaussian data keeping exactly
+    k of ``width`` directions, within 3 standard errors of the simulation."""
+    n = 2604
+    rng = np.random.default_rng(k)
+    sims = np.array([float(S.svcca(rng.standard_normal((n, width)), rng.standard_normal((n, width)), dims=k))
+                     for _ in range(draws)])
+    se = sims.std(ddof=1) / math.sqrt(draws)
+    exact = C.cca_chance_exact(n, k, k, seed=1)
+    assert abs(exact.mean - sims.mean()) < 3 * math.hypot(se, exact.std / math.sqrt(exact.n_draws))
+    assert abs(C.chance_level("svcca", n, k, k).mean - sims.mean()) < 3 * se + 0.005 * sims.mean()
+    assert C.chance_level("cca", n, 2 * width).mean > exact.mean + 0.02  # CCA over all channels: a higher floor
+
+
+def test_k_at_chance_inverts_the_chance_curve():
+    curve = C.cca_chance_curve(2604, 60)
+    assert np.all(np.diff(curve) > 0)                        # chance rises with the kept dimension
+    assert curve[2] == pytest.approx(0.028, abs=0.002) and curve[39] == pytest.approx(0.105, abs=0.002)  # issue 15
+    assert C.k_at_chance(curve[9], 2604, curve=curve) == 10
+    assert C.k_at_chance(curve[9] + 1e-9, 2604, curve=curve) == 11
+    assert C.k_at_chance(0.9, 2604, curve=curve) is None
+    assert C.k_at_chance(0.0, 2604, curve=curve) == 1
 
 
 def test_chance_for_cca_matches_permutation_baseline_on_relu_features():

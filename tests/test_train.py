@@ -11,11 +11,14 @@ from torch.utils.data import Dataset, TensorDataset
 from glassbox.models.common import init_model
 from glassbox.models.unet import UNet
 from glassbox.training.loop import (
+    ALL_SEEDINGS,
+    CONTROL_SEEDING,
+    SEEDING_MODES,
+    SHARED_SEEDS,
     CheckpointMismatchError,
     CheckpointWarning,
     History,
     TrainConfig,
-    TrialSeeds,
     checkpoint_files,
     epoch_order,
     fit,
@@ -89,16 +92,28 @@ def test_train_config_defaults_are_the_papers():
 # ---------------------------------------------------------------------------------------------- seeding
 
 
-def test_trial_seeds_fixed_equal_random_differ():
-    fixed = [trial_seeds("fixed", t, 7) for t in range(3)]
-    random = [trial_seeds("random", t, 7) for t in range(3)]
-    assert fixed[0] == fixed[1] == fixed[2]
-    assert len({(s.init_seed, s.data_seed, s.noise_seed) for s in random}) == 3
-    for seeds in random:  # every stream of a random trial is its own
-        assert seeds.init_seed != fixed[0].init_seed and seeds.data_seed != fixed[0].data_seed
+def test_trial_seeds_share_exactly_the_seeds_of_their_mode():
+    """The seeding modes' contract: random shares nothing, the paper's fixed shares the initial weights only,
+    fully fixed shares every seed; trial 0 is the same in every mode."""
+    fields = ("init_seed", "data_seed", "noise_seed")
+    for mode in ALL_SEEDINGS:
+        trials = [trial_seeds(mode, t, 7) for t in range(4)]
+        for name in fields:
+            values = {getattr(s, name) for s in trials}
+            if name in SHARED_SEEDS[mode]:
+                assert len(values) == 1, (mode, name)
+            else:
+                assert len(values) == 4, (mode, name)            # every trial its own
+        assert trials[0] == trial_seeds("random", 0, 7)          # trial 0 is one run for all modes
+    assert SHARED_SEEDS["random"] == frozenset() and SHARED_SEEDS["fixed"] == {"init_seed"}
+    assert SHARED_SEEDS["fully_fixed"] == set(fields) and CONTROL_SEEDING == "fully_fixed"
+    assert SEEDING_MODES == ("random", "fixed")                  # the paper's two modes
+    fixed, random = trial_seeds("fixed", 1, 7), trial_seeds("random", 1, 7)
+    assert fixed.data_seed == random.data_seed and fixed.init_seed != random.init_seed
     assert trial_seeds("random", 1, 7) == trial_seeds("random", 1, 7)  # a pure function of its arguments
     assert trial_seeds("fixed", 0, 7) != trial_seeds("fixed", 0, 8)
-    assert isinstance(fixed[0], TrialSeeds) and all(isinstance(v, int) for v in vars(fixed[0]).values())
+    assert len({getattr(trial_seeds("random", 3, 7), f) for f in fields}) == 3  # decorrelated streams
+    assert all(isinstance(v, int) for v in vars(fixed).values())
     with pytest.raises(ValueError, match="random.*fixed"):
         trial_seeds("same", 0, 0)
     with pytest.raises(ValueError, match="trial"):

@@ -13,6 +13,10 @@ of unrelated ReLU features is about 1/pi. Three ways to get one, in order of pre
 - :func:`chance_level` -- from the shape alone, for independent isotropic Gaussian features: closed forms
   (linear CKA sqrt(dx dy / ((N+dx)(N+dy))); R^2_CCA = max(dx, dy)/(N-1), exact; mean rho and Procrustes
   from the Wachter and Marchenko-Pastur limit laws), else a simulation with a stated number of draws.
+  For CCA and SVCCA below 20 kept dimensions: :func:`cca_chance_exact`, draws from the exact law of the
+  canonical correlations (no N x k data needed, so precise and fast at any N).
+- :func:`k_at_chance` -- the number of kept dimensions k at which a given mean canonical correlation is the
+  chance level (kx = ky = k): the yardstick for an SVCCA value whose SVD step kept an unknown k.
 - :func:`permutation_chance` -- the metric recomputed on ``n_draws`` random re-pairings of samples (rows of
   y shuffled, in blocks of ``rows_per_sample`` rows for the ``positions`` reduction): mean, std and draws.
 
@@ -130,6 +134,71 @@ def marchenko_pastur_procrustes(n: int, dims_x: int, dims_y: int) -> float:
     return math.sqrt(p / (n - 1)) * mean_root
 
 
+# --- the exact law of the canonical correlations ---------------------------------------------------
+
+def _wishart(rng: np.random.Generator, draws: int, p: int, dof: int) -> np.ndarray:
+    """``draws`` p x p Wishart(dof, I) matrices by Bartlett's decomposition (L L^T, L lower triangular)."""
+    lower = np.zeros((draws, p, p))
+    rows, cols = np.tril_indices(p, -1)
+    lower[:, rows, cols] = rng.standard_normal((draws, rows.size))
+    diag = np.arange(p)
+    lower[:, diag, diag] = np.sqrt(rng.chisquare(dof - diag, size=(draws, p)))
+    return lower @ np.transpose(lower, (0, 2, 1))
+
+
+def cca_chance_exact(n: int, dims_x: int, dims_y: int, *, n_draws: int | None = None,
+                     seed: int | np.random.Generator = 0) -> Chance:
+    """Mean canonical correlation of independent Gaussian N x dims_x and N x dims_y data, from its exact law.
+
+    With p = min(dims), q = max(dims) and m = N - 1 centred samples, the squared canonical correlations
+    are the eigenvalues of (A + B)^-1 A with A ~ Wishart_p(q, I) and B ~ Wishart_p(m - q, I) independent
+    (given Y, X^T P_Y X and X^T (I - P_Y) X are independent Wisharts). Each draw costs a p x p
+    eigenproblem instead of an N x (p + q) CCA. ``n_draws`` defaults to enough draws for a standard error
+    of about 1e-4 (``max(200, 20000 // p**2 * 10)`` capped at 4000). SVCCA's chance is this at its *kept*
+    dimensions (CCA is invariant to invertible linear maps of each side).
+    """
+    p, q = sorted((int(dims_x), int(dims_y)))
+    m = int(n) - 1
+    if p < 1:
+        raise SimilarityInputError(f"dims must be >= 1, got {dims_x} and {dims_y}")
+    if p + q >= m:
+        raise TooFewSamplesError(f"the CCA chance level needs N > dims_x + dims_y + 1 = {p + q + 1}, got N={n}")
+    draws = n_draws if n_draws is not None else int(min(4000, max(200, 200000 // (p * p))))
+    if draws < 2:
+        raise SimilarityInputError(f"n_draws must be >= 2 to give a spread, got {draws}")
+    rng = np.random.default_rng(seed)
+    a, b = _wishart(rng, draws, p, q), _wishart(rng, draws, p, m - q)
+    inverse = np.linalg.inv(np.linalg.cholesky(a + b))
+    lam = np.linalg.eigvalsh(inverse @ a @ np.transpose(inverse, (0, 2, 1)))
+    values = np.sqrt(np.clip(lam, 0.0, 1.0)).mean(axis=1)
+    return Chance(float(values.mean()), float(values.std(ddof=1)),
+                  f"exact law of the canonical correlations of independent Gaussians ({draws} Bartlett draws)",
+                  draws, values)
+
+
+def cca_chance_curve(n: int, k_max: int) -> np.ndarray:
+    """Chance mean canonical correlation at kx = ky = k for k = 1..k_max (index k - 1): the exact law below
+    20 dimensions, the Wachter limit law from 20 on (within 0.5 % of the exact value there)."""
+    k_max = min(int(k_max), (int(n) - 3) // 2)
+    values = []
+    for k in range(1, k_max + 1):
+        values.append(cca_chance_exact(n, k, k, seed=k).mean if k < _MIN_DIMS_FOR_LIMIT_LAW
+                      else wachter_mean_rho(n, k, k))
+    return np.array(values)
+
+
+def k_at_chance(value: float, n: int, *, k_max: int = 1024, curve: np.ndarray | None = None) -> int | None:
+    """The smallest k (kx = ky = k) whose chance mean canonical correlation at ``n`` samples reaches ``value``.
+
+    An SVCCA value that kept fewer than this many directions on each side is above chance; one that kept
+    more is below. None if even ``k_max`` (or the largest k that ``n`` allows) stays below ``value``.
+    ``curve`` is a precomputed :func:`cca_chance_curve` (saves the work for many values).
+    """
+    curve = cca_chance_curve(n, k_max) if curve is None else np.asarray(curve)
+    reached = np.flatnonzero(curve >= float(value))
+    return int(reached[0]) + 1 if reached.size else None
+
+
 # --- chance from the shape ----------------------------------------------------------------------
 
 def simulate_gaussian(metric: str | Callable[..., Any], n: int, dims_x: int, dims_y: int, *,
@@ -170,7 +239,7 @@ def chance_level(metric: str, n: int, dims_x: int, dims_y: int | None = None, *,
         if not small:
             return Chance(wachter_mean_rho(n, dims_x, dims_y), None,
                           "limit law (Wachter 1980) of the canonical correlations of independent Gaussians")
-        return simulate_gaussian("cca", n, dims_x, dims_y, n_draws=n_draws, seed=seed)
+        return cca_chance_exact(n, dims_x, dims_y, n_draws=max(n_draws, 200), seed=seed)
     if metric == "procrustes":
         if not small and max(dims_x, dims_y) <= 0.1 * n:
             return Chance(marchenko_pastur_procrustes(n, dims_x, dims_y), None,

@@ -18,6 +18,18 @@ smoothing/epsilon/momentum and no schedule; :class:`TrainConfig` uses the unweig
   (Qu et al.'s two trials share one, real, data set; to mirror that, build the data once with one
   seed for both trials.)
 
+**Seeding modes** (:data:`SEEDING_MODES`, :data:`SHARED_SEEDS`). Qu et al. (Sec. V): "all the training
+trials are initialized with the same set of weights for fixed seeding"; nothing else is said to be fixed.
+
+- ``random``: every trial has its own three seeds;
+- ``fixed`` (the paper's): the trials share the *initial weights* and draw their own data order (and noise);
+- ``fully_fixed`` (:data:`CONTROL_SEEDING`, not one of the paper's modes): the trials share all three seeds.
+  On a deterministic device such trials are the same computation twice (bit-identical): the floor of
+  any trial-to-trial difference.
+
+Trial 0 has the same seeds in every mode, so one training serves as trial 1 of all three modes (the
+artifact store trains it once) and the modes differ only in how trial 2 departs from it.
+
 **What can still differ between runs with identical seeds**: non-deterministic GPU kernels
 (atomics in cuDNN backward convolutions, scatter/index ops) unless
 ``torch.use_deterministic_algorithms(True)`` is on (:func:`glassbox.core.repro.seed_everything`);
@@ -25,9 +37,6 @@ cuDNN autotuning (``cudnn.benchmark``) picking different algorithms; anything th
 the *global* RNG without a seed (augmentation in a dataset or loss, dropout — the U-Nets have
 none); a different device, thread count or library version (different floating-point
 summation order). On one CPU with the same threads, same seeds give bit-identical weights.
-
-So ``fixed`` seeding (both trials share all three seeds) reproduces a run *exactly* on a
-deterministic device; ``random`` seeding gives each trial its own three seeds.
 
 **Checkpoints** (``checkpoint_dir``): after every epoch ``epoch_NNNN.pt`` is written to a temporary
 file and renamed into place (``os.replace``), so a killed run never leaves a file that loads as
@@ -76,6 +85,22 @@ ValFn = Callable[[nn.Module], Mapping[str, float]]
 
 
 SEEDING_MODES: tuple[str, ...] = ("random", "fixed")
+"""Qu et al.'s two seeding modes: ``random`` (own initial weights, own data order) and ``fixed`` (shared
+initial weights, own data order)."""
+
+CONTROL_SEEDING = "fully_fixed"
+"""The control mode: every seed shared, so on a deterministic device the two trials are bit-identical."""
+
+ALL_SEEDINGS: tuple[str, ...] = (*SEEDING_MODES, CONTROL_SEEDING)
+
+SEED_FIELDS: tuple[str, ...] = ("init_seed", "data_seed", "noise_seed")
+
+SHARED_SEEDS: dict[str, frozenset[str]] = {
+    "random": frozenset(),
+    "fixed": frozenset({"init_seed"}),
+    "fully_fixed": frozenset(SEED_FIELDS),
+}
+"""Which :class:`TrialSeeds` fields every trial of a mode shares (the rest are the trial's own)."""
 
 
 CHECKPOINT_FORMAT = 1
@@ -185,21 +210,25 @@ class TrialSeeds:
     noise_seed: int
 
 
-def trial_seeds(mode: Literal["random", "fixed"], trial: int, base_seed: int) -> TrialSeeds:
-    """Seeds of trial ``trial`` of an experiment: ``fixed`` -> the same for every trial, ``random`` -> its own.
+def trial_seeds(mode: Literal["random", "fixed", "fully_fixed"], trial: int, base_seed: int) -> TrialSeeds:
+    """Seeds of trial ``trial`` of an experiment in seeding ``mode`` (see the module docstring).
 
-    Derived with ``numpy.random.SeedSequence`` from ``(base_seed, mode[, trial])``, so the three streams
-    are decorrelated, the two modes never share seeds (``fixed`` is not ``random`` trial 0), and the
-    whole table is a pure function of ``base_seed``.
+    A trial's own seeds come from ``numpy.random.SeedSequence((base_seed, 1, trial))`` (three decorrelated
+    streams); the fields of :data:`SHARED_SEEDS` ``[mode]`` are taken from trial 0 instead. So trial 0 is
+    the same in every mode, ``fixed`` trials share only ``init_seed``, and the whole table is a pure function
+    of ``base_seed``.
     """
-    if mode not in SEEDING_MODES:
-        raise ValueError(f"seeding mode must be one of {SEEDING_MODES}, got {mode!r}")
+    if mode not in SHARED_SEEDS:
+        raise ValueError(f"seeding mode must be one of {ALL_SEEDINGS}, got {mode!r}")
     trial = checks.seed(trial, "trial")
     base_seed = checks.seed(base_seed, "base_seed")
-    entropy = [base_seed, 0] if mode == "fixed" else [base_seed, 1, trial]  # modes never share seeds
-    init_seed, data_seed, noise_seed = (int(s) for s in
-                                        np.random.SeedSequence(entropy).generate_state(3, dtype=np.uint32))
-    return TrialSeeds(init_seed=init_seed, data_seed=data_seed, noise_seed=noise_seed)
+
+    def own(t: int) -> dict[str, int]:
+        state = np.random.SeedSequence([base_seed, 1, t]).generate_state(3, dtype=np.uint32)
+        return dict(zip(SEED_FIELDS, (int(s) for s in state)))
+
+    mine, first = own(trial), own(0)
+    return TrialSeeds(**{name: first[name] if name in SHARED_SEEDS[mode] else mine[name] for name in SEED_FIELDS})
 
 
 def epoch_order(size: int, data_seed: int, epoch: int) -> torch.Tensor:
