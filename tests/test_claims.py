@@ -143,3 +143,18 @@ def test_rendering_carries_the_verdict_and_numbers():
     table = claims_table([_claim()])
     assert table.loc["x.1", "verdict"] == "supported"
     assert checks_table([quality_check("q", "q", 0.5, below=1.0)]).loc["q", "passed"]
+
+
+def test_count_rule_on_both_sides_and_in_between():
+    from glassbox.measure.claims import count_rule
+
+    assert count_rule(5, 5)[0] == "supported" and count_rule(0, 5)[0] == "contradicted"
+    assert count_rule(3, 5)[0] == "inconclusive"
+    assert count_rule(0, 5, supported_when="none")[0] == "supported"
+    assert count_rule(5, 5, supported_when="none")[0] == "contradicted"
+    assert count_rule(1, 5, supported_when="none")[0] == "inconclusive"
+    assert "layers" in count_rule(1, 2, what="layers")[1]
+    with pytest.raises(ClaimError):
+        count_rule(6, 5)
+    with pytest.raises(ClaimError):
+        count_rule(1, 5, supported_when="some")

@@ -59,6 +59,14 @@ def test_permuted_copy_splits_by_trial_although_it_is_the_same_representation():
         assert result.p_value == pytest.approx(1 / 200)
         assert result.twin_nn_fraction < 0.05
         assert result.twin_nn_chance == pytest.approx(1 / 399)
+        assert result.twin_nn_p_value > 0.05              # no more twins than re-paired rows would give
+
+
+def test_twin_rate_p_value_is_rarely_small_for_unrelated_trials():
+    rng = np.random.default_rng(8)
+    ps = np.array([CL.cluster_trials(relu_features(rng, n=40), relu_features(rng, n=40), n_permutations=99,
+                                     seed=k).twin_nn_p_value for k in range(20)])
+    assert np.mean(ps < 0.05) <= 0.15 and ps.min() >= 0.01   # a valid test: no excess of small p-values
 
 
 def test_identical_trials_pair_twins_and_do_not_split_by_trial():
@@ -66,7 +74,7 @@ def test_identical_trials_pair_twins_and_do_not_split_by_trial():
     x1 = relu_features(rng)
     x2 = x1 + 0.01 * rng.standard_normal(x1.shape)
     result = CL.cluster_trials(x1, x2, n_permutations=199, seed=0)
-    assert result.twin_nn_fraction == 1.0
+    assert result.twin_nn_fraction == 1.0 and result.twin_nn_p_value == pytest.approx(1 / 200)
     assert abs(result.ari) < 0.05 and result.p_value > 0.2
     counts = result.trial_counts
     assert counts.sum() == 400 and np.array_equal(counts[:, 0], counts[:, 1])  # twins share clusters

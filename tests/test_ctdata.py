@@ -125,6 +125,46 @@ def test_patches_respect_min_foreground() -> None:
         lowdose_ct.random_patches(full, full, 32, 5, np.random.default_rng(0), min_foreground=1.0)
 
 
+def test_patch_positions_follow_the_reference_not_the_noise() -> None:
+    """Acceptance on a noise-free reference: two noise draws of the same anatomy get the same patches."""
+    clean = np.full((3, 48, 48), -1000.0, dtype=np.float32)
+    clean[:, 8:40, 8:40] = 40.0
+    noisy = [clean + np.random.default_rng(k).normal(0, 600, clean.shape).astype(np.float32) for k in (1, 2)]
+    first, second = (lowdose_ct.random_patches(x, x, 16, 12, np.random.default_rng(5), min_foreground=0.5,
+                                               reference=clean) for x in noisy)
+    positions = lowdose_ct.patch_positions(clean, 16, 12, np.random.default_rng(5), min_foreground=0.5)
+    np.testing.assert_array_equal(first[1], lowdose_ct.crop(noisy[0], positions, 16))
+    np.testing.assert_array_equal(second[1], lowdose_ct.crop(noisy[1], positions, 16))
+    moved = [lowdose_ct.patch_positions(x, 16, 12, np.random.default_rng(5), min_foreground=0.5) for x in noisy]
+    assert not np.array_equal(moved[0], moved[1])      # deciding on the noisy image would move them
+
+
+def test_grid_tiles_do_not_overlap_and_respect_the_foreground() -> None:
+    ref = np.full((2, 64, 64), -1000.0, dtype=np.float32)
+    ref[:, :32, :] = 40.0                                   # body in the top half of each slice
+    tiles = lowdose_ct.grid_tiles(ref, 16, min_foreground=0.5)
+    assert len(tiles) == 2 * 2 * 4 and set(tiles[:, 1]) == {0, 16}
+    covered = np.zeros(ref.shape, dtype=int)
+    for s, r, c in tiles:
+        covered[s, r:r + 16, c:c + 16] += 1
+    assert covered.max() == 1                                 # no pixel in two tiles
+    some = lowdose_ct.grid_tiles(ref, 16, min_foreground=0.5, max_tiles=5, rng=np.random.default_rng(0))
+    assert len(some) == 5 and {tuple(t) for t in some} <= {tuple(t) for t in tiles}
+    with pytest.raises(ValueError, match="rng"):
+        lowdose_ct.grid_tiles(ref, 16, max_tiles=5)
+
+
+def test_noise_free_volumes_are_the_phantoms_behind_the_data() -> None:
+    config = lowdose_ct.CTDataConfig(n=32, n_patients=2, slices_per_patient=2)
+    clean = lowdose_ct.noise_free_volumes(config, seed=3)
+    pairs = lowdose_ct.simulate_patients(32, 2, 2, config.dose, 3)
+    assert sorted(clean) == sorted(pairs)
+    for pid, volume in clean.items():
+        assert volume.shape == pairs[pid][1].shape
+        body = volume > lowdose_ct.FOREGROUND_HU
+        assert np.mean(np.abs(pairs[pid][1][body] - volume[body])) < 100   # the same anatomy, plus noise
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(patch_size=50), "larger than the slices"),
     (dict(patch_size=1), "patch_size"),

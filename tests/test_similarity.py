@@ -395,6 +395,23 @@ def test_svcca_chance_at_the_kept_dimension_matches_simulation(k, draws, width):
     assert C.chance_level("cca", n, 2 * width).mean > exact.mean + 0.02  # CCA over all channels: a higher floor
 
 
+def test_fast_cka_permutation_test_equals_the_generic_permutation_baseline():
+    rng = np.random.default_rng(21)
+    x = np.maximum(rng.standard_normal((120, 10)), 0)
+    y = np.maximum(x @ rng.standard_normal((10, 14)) + rng.standard_normal((120, 14)), 0)
+    value, null, p = C.linear_cka_permutation_test(x, y, n_draws=50, seed=4)
+    generic = C.permutation_chance("linear_cka", x, y, n_draws=50, seed=4)
+    assert value == pytest.approx(S.linear_cka(x, y).value, abs=1e-10)
+    np.testing.assert_allclose(null.draws, generic.draws, atol=1e-10)
+    assert p == pytest.approx(1 / 51)                      # related features: no re-pairing reaches them
+    unrelated = C.linear_cka_permutation_test(x, rng.standard_normal((120, 14)), n_draws=199, seed=0)[2]
+    assert unrelated > 0.01
+    value, null, p = C.linear_cka_permutation_test(x, y, n_draws=30, seed=2, debiased=True)
+    generic = C.permutation_chance("linear_cka_debiased", x, y, n_draws=30, seed=2)
+    assert value == pytest.approx(S.linear_cka(x, y, debiased=True).value, abs=1e-10)
+    np.testing.assert_allclose(null.draws, generic.draws, atol=1e-10)
+
+
 def test_k_at_chance_inverts_the_chance_curve():
     curve = C.cca_chance_curve(2604, 60)
     assert np.all(np.diff(curve) > 0)                        # chance rises with the kept dimension

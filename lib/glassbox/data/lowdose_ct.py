@@ -48,9 +48,15 @@ __all__ = [
     "patient_ids",
     "simulate_patients",
     "split_patients",
+    "patch_positions",
+    "crop",
     "random_patches",
+    "grid_tiles",
+    "noise_free_volumes",
     "PairedCTDataset",
     "build_dataset",
+    "DATASET_ENTRY",
+    "dataset_key",
     "get_pairs",
     "make_datasets",
 ]
@@ -173,7 +179,17 @@ def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = No
                                  n_angles=config.n_angles, i0=config.i0, sigma_e=config.sigma_e,
                                  contrast=config.contrast, progress=progress)
 
-    return get_or_compute("ct-dataset", asdict(config) | {"seed": seed}, compute, root=root, progress=progress)
+    return get_or_compute(DATASET_ENTRY, dataset_key(config, seed), compute, root=root, progress=progress)
+
+
+DATASET_ENTRY = "ct-dataset"
+"""The store entry of :func:`build_dataset`."""
+
+
+def dataset_key(config: CTDataConfig, seed: int = 0) -> dict[str, Any]:
+    """The store key (config part) of :func:`build_dataset` ``(config, seed)``: a task can name the data set
+    without simulating it."""
+    return asdict(config) | {"seed": seed}
 
 
 def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None = None, *,
@@ -225,37 +241,36 @@ def split_patients(ids: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 
     return {name: sorted(str(i) for i in order[bounds[k]:bounds[k + 1]]) for k, name in enumerate(SPLITS)}
 
 
-def random_patches(low: np.ndarray, full: np.ndarray, patch_size: int, n_patches: int, rng: np.random.Generator,
-                   *, min_foreground: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """``n_patches`` co-located random square patches from slice stacks ``(S, n, n)`` (or one ``(n, n)`` slice).
+def patch_positions(reference: np.ndarray, patch_size: int, n_patches: int, rng: np.random.Generator, *,
+                    min_foreground: float = 0.0) -> np.ndarray:
+    """``(n_patches, 3)`` int array of ``(slice, row, column)`` corners of random square patches of a stack.
 
-    Positions are uniform over all slices and valid corners; with ``min_foreground > 0`` a patch is kept
-    only when at least that fraction of its full-dose pixels is body (above -500 HU), so training does
-    not waste its time on air.
+    Corners are uniform over all slices and valid positions; with ``min_foreground > 0`` a patch is kept
+    only when at least that fraction of its ``reference`` pixels is body (above -500 HU). Which image
+    decides is the caller's: pass a noise-free one (:func:`noise_free_volumes`) and the positions do not
+    depend on the noise draw.
     """
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    low, full = np.asarray(low), np.asarray(full)
-    if low.shape != full.shape:
-        raise ValueError(f"low and full must have the same shape, got {low.shape} and {full.shape}")
-    if low.ndim == 2:
-        low, full = low[None], full[None]
-    if low.ndim != 3 or low.shape[0] == 0:
-        raise ValueError(f"low and full must be (S, n, n) or (n, n) arrays, got shape {low.shape}")
+    reference = np.asarray(reference)
+    if reference.ndim == 2:
+        reference = reference[None]
+    if reference.ndim != 3 or reference.shape[0] == 0:
+        raise ValueError(f"reference must be an (S, n, n) or (n, n) array, got shape {reference.shape}")
     size = checks.integer(patch_size, "patch_size", minimum=2)
     n_patches = checks.integer(n_patches, "n_patches")
-    height, width = low.shape[1:]
+    height, width = reference.shape[1:]
     if size > min(height, width):
         raise ValueError(f"patch_size ({size}) is larger than the slices ({height} x {width})")
     if not 0.0 <= min_foreground <= 1.0:
         raise ValueError(f"min_foreground must be in [0, 1], got {min_foreground}")
     chosen: list[tuple[int, int, int]] = []
     for _ in range(100):
-        candidates = np.stack([rng.integers(0, low.shape[0], 4 * n_patches),
+        candidates = np.stack([rng.integers(0, reference.shape[0], 4 * n_patches),
                                rng.integers(0, height - size + 1, 4 * n_patches),
                                rng.integers(0, width - size + 1, 4 * n_patches)], axis=1)
         for s, r, c in candidates:
-            if min_foreground > 0 and np.mean(full[s, r:r + size, c:c + size] > FOREGROUND_HU) < min_foreground:
+            if min_foreground > 0 and np.mean(reference[s, r:r + size, c:c + size] > FOREGROUND_HU) < min_foreground:
                 continue
             chosen.append((int(s), int(r), int(c)))
             if len(chosen) == n_patches:
@@ -265,9 +280,71 @@ def random_patches(low: np.ndarray, full: np.ndarray, patch_size: int, n_patches
     else:
         raise ValueError(f"could not find {n_patches} patches of {size} px with at least {min_foreground:.0%} "
                          "body pixels; lower min_foreground or patch_size")
-    low_p = np.stack([low[s, r:r + size, c:c + size] for s, r, c in chosen]).astype(np.float32)
-    full_p = np.stack([full[s, r:r + size, c:c + size] for s, r, c in chosen]).astype(np.float32)
-    return low_p, full_p
+    return np.array(chosen, dtype=np.int64).reshape(-1, 3)
+
+
+def crop(stack: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` float32 crops of an ``(S, n, n)`` stack at ``(slice, row, column)`` corners."""
+    stack = np.asarray(stack)
+    stack = stack[None] if stack.ndim == 2 else stack
+    return np.stack([stack[s, r:r + size, c:c + size] for s, r, c in np.asarray(positions)]).astype(np.float32)
+
+
+def random_patches(low: np.ndarray, full: np.ndarray, patch_size: int, n_patches: int, rng: np.random.Generator,
+                   *, min_foreground: float = 0.0, reference: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``n_patches`` co-located random square patches from slice stacks ``(S, n, n)`` (or one ``(n, n)`` slice).
+
+    Positions come from :func:`patch_positions` with the foreground test on ``reference`` (default: the
+    full-dose stack), so training does not waste its time on air.
+    """
+    low, full = np.asarray(low), np.asarray(full)
+    if low.shape != full.shape:
+        raise ValueError(f"low and full must have the same shape, got {low.shape} and {full.shape}")
+    if low.ndim == 2:
+        low, full = low[None], full[None]
+    if low.ndim != 3 or low.shape[0] == 0:
+        raise ValueError(f"low and full must be (S, n, n) or (n, n) arrays, got shape {low.shape}")
+    reference = full if reference is None else np.asarray(reference)
+    if reference.reshape(-1, *reference.shape[-2:]).shape != low.shape:
+        raise ValueError(f"reference must have the shape of the stacks {low.shape}, got {reference.shape}")
+    positions = patch_positions(reference, patch_size, n_patches, rng, min_foreground=min_foreground)
+    return crop(low, positions, patch_size), crop(full, positions, patch_size)
+
+
+def grid_tiles(reference: np.ndarray, size: int, *, min_foreground: float = 0.0, max_tiles: int | None = None,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """Corners ``(slice, row, column)`` of the non-overlapping ``size`` x ``size`` tiles of a stack that hold at
+    least ``min_foreground`` body pixels of ``reference``; at most ``max_tiles`` of them, drawn without
+    replacement with ``rng`` (then sorted). Unlike random patches, no two tiles share a pixel."""
+    reference = np.asarray(reference)
+    reference = reference[None] if reference.ndim == 2 else reference
+    if reference.ndim != 3:
+        raise ValueError(f"reference must be an (S, n, n) or (n, n) array, got shape {reference.shape}")
+    size = checks.integer(size, "size", minimum=2)
+    if size > min(reference.shape[1:]):
+        raise ValueError(f"tile size ({size}) is larger than the slices {reference.shape[1:]}")
+    corners = [(s, r, c) for s in range(reference.shape[0])
+               for r in range(0, reference.shape[1] - size + 1, size)
+               for c in range(0, reference.shape[2] - size + 1, size)
+               if np.mean(reference[s, r:r + size, c:c + size] > FOREGROUND_HU) >= min_foreground]
+    tiles = np.array(corners, dtype=np.int64).reshape(-1, 3)
+    if max_tiles is not None and len(tiles) > checks.integer(max_tiles, "max_tiles"):
+        if rng is None:
+            raise ValueError("max_tiles is below the number of tiles, so rng (which tiles to keep) is required")
+        tiles = tiles[np.sort(rng.choice(len(tiles), size=max_tiles, replace=False))]
+    return tiles
+
+
+def noise_free_volumes(config: CTDataConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{patient: (S, n, n) float32 HU}``: the phantoms behind :func:`build_dataset` ``(config, seed)``, before
+    any photon noise -- the image to decide patch positions on when the noise is redrawn."""
+    if not isinstance(config, CTDataConfig):
+        raise ValueError(f"config must be a CTDataConfig, got {type(config).__name__}")
+    seeds = _patient_seeds(seed, config.n_patients)
+    return {pid: phantoms.patient_volume(config.n, phantom_seed, config.slices_per_patient,
+                                         contrast=config.contrast).astype(np.float32)
+            for pid, (phantom_seed, _) in zip(patient_ids(config.n_patients), seeds)}
 
 
 class PairedCTDataset(Dataset):

@@ -19,6 +19,8 @@ of unrelated ReLU features is about 1/pi. Three ways to get one, in order of pre
   chance level (kx = ky = k): the yardstick for an SVCCA value whose SVD step kept an unknown k.
 - :func:`permutation_chance` -- the metric recomputed on ``n_draws`` random re-pairings of samples (rows of
   y shuffled, in blocks of ``rows_per_sample`` rows for the ``positions`` reduction): mean, std and draws.
+- :func:`linear_cka_permutation_test` -- the same for linear CKA, thousands of draws cheaply (one centred
+  Gram matrix per side, re-indexed per draw), with the one-sided p-value.
 
 The permutation null keeps each representation's own structure (spectrum, sparsity, channel means) and
 breaks only the correspondence of samples; it is the right "unrelated" for comparing two trials.
@@ -38,6 +40,7 @@ from scipy import integrate
 from glassbox.measure import similarity as sim
 from glassbox.measure.similarity import (
     ArrayLike,
+    DegenerateFeaturesError,
     Similarity,
     SimilarityInputError,
     TooFewSamplesError,
@@ -287,6 +290,61 @@ def permutation_chance(metric: str | Callable[..., Any], x: ArrayLike, y: ArrayL
     blocks = f" in blocks of {rows_per_sample} rows" if rows_per_sample > 1 else ""
     return Chance(float(values.mean()), float(values.std(ddof=1)),
                   f"permutation: {n_draws} random re-pairings of samples{blocks}", n_draws, values)
+
+
+def linear_cka_permutation_test(x: ArrayLike, y: ArrayLike, *, n_draws: int = 999, debiased: bool = False,
+                                 seed: int | np.random.Generator = 0) -> tuple[float, Chance, float]:
+    """(observed linear CKA, its permutation null, one-sided p = (1 + #{null >= observed}) / (1 + n_draws)).
+
+    Re-pairing samples permutes the rows and columns of y's centred Gram matrix, so each draw is an
+    N x N re-indexing instead of a new CKA; the draws are the ones :func:`permutation_chance` makes with
+    the same ``seed`` (same values to rounding). ``debiased`` uses the unbiased HSIC (Song et al. 2012) as
+    :func:`glassbox.measure.similarity.linear_cka` does: with zero-diagonal Grams K, L,
+    HSIC = [tr(KL) + 1'K1 1'L1 / ((n-1)(n-2)) - 2/(n-2) 1'KL1] / (n(n-3)); only tr(KL) and 1'KL1 change
+    under a re-pairing.
+    """
+    if n_draws < 2:
+        raise SimilarityInputError(f"n_draws must be >= 2 to give a spread, got {n_draws}")
+    xa, ya = sim.as_float64(x, "x"), sim.as_float64(y, "y")
+    xa = xa.cpu().numpy() if isinstance(xa, torch.Tensor) else np.asarray(xa)
+    ya = ya.cpu().numpy() if isinstance(ya, torch.Tensor) else np.asarray(ya)
+    if xa.ndim != 2 or ya.ndim != 2 or xa.shape[0] != ya.shape[0]:
+        raise SimilarityInputError(f"x and y must be N x M matrices of the same samples, got {xa.shape} and {ya.shape}")
+    n = xa.shape[0]
+    xc, yc = xa - xa.mean(0), ya - ya.mean(0)
+    k, l = xc @ xc.T, yc @ yc.T
+    if debiased:
+        if n < 4:
+            raise TooFewSamplesError(f"debiased CKA needs N >= 4, got {n}")
+        np.fill_diagonal(k, 0.0)
+        np.fill_diagonal(l, 0.0)
+        ks, ls = k.sum(1), l.sum(1)
+
+        def hsic(trace: float, cross: float, a_sum: float, b_sum: float) -> float:
+            return (trace + a_sum * b_sum / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * cross) / (n * (n - 3))
+
+        kk = hsic(float(np.sum(k * k)), float(ks @ ks), float(ks.sum()), float(ks.sum()))
+        ll = hsic(float(np.sum(l * l)), float(ls @ ls), float(ls.sum()), float(ls.sum()))
+        if not kk > 0 or not ll > 0:
+            raise DegenerateFeaturesError("debiased CKA is undefined: a side has no positive unbiased HSIC")
+        norm = math.sqrt(kk * ll)
+
+        def value(order: np.ndarray) -> float:
+            return hsic(float(np.sum(k * l[np.ix_(order, order)])), float(ks @ ls[order]), float(ks.sum()),
+                        float(ls.sum())) / norm
+    else:
+        norm = float(np.linalg.norm(k) * np.linalg.norm(l))
+        if norm == 0:
+            raise DegenerateFeaturesError("linear CKA is undefined for constant features")
+
+        def value(order: np.ndarray) -> float:
+            return float(np.sum(k * l[np.ix_(order, order)]) / norm)
+    observed = value(np.arange(n))
+    rng = np.random.default_rng(seed)
+    draws = np.array([value(_row_permutation(n, 1, rng)) for _ in range(n_draws)])
+    p = float((1 + np.sum(draws >= observed - 1e-12)) / (1 + n_draws))
+    return observed, Chance(float(draws.mean()), float(draws.std(ddof=1)),
+                            f"permutation: {n_draws} random re-pairings of samples", n_draws, draws), p
 
 
 def chance_for(result: Similarity, x: ArrayLike | None = None, y: ArrayLike | None = None, *,

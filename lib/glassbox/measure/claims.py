@@ -20,7 +20,9 @@ Rules (each returns ``(verdict, rule_text)``; ``rule_text`` states the threshold
 - :func:`interval_rule` -- is a confidence interval inside, outside or across the region the claim needs;
 - :func:`equivalence_rule` -- "A equals B" within a stated margin (two one-sided intervals);
 - :func:`p_value_rule` -- a one-sided test of the claimed direction, with the opposite direction as evidence
-  against.
+  against;
+- :func:`count_rule` -- a claim about every member of a family (every layer, every model), each member
+  decided by its own test.
 """
 from __future__ import annotations
 
@@ -132,6 +134,28 @@ def p_value_rule(p_claimed: float, p_opposite: float | None = None, *, alpha: fl
     if p_opposite is not None and p_opposite < alpha:
         return "contradicted", rule
     return "inconclusive", rule
+
+
+def count_rule(showing: int, total: int, *, supported_when: str = "all", what: str = "cases") -> tuple[str, str]:
+    """A claim about every member of a family: ``showing`` of ``total`` members show the property (each by its
+    own test, e.g. after a Holm correction).
+
+    ``supported_when="all"`` (the claim says every member shows it): supported if all do, contradicted if none
+    does; ``"none"`` (the claim says no member shows it): supported if none does, contradicted if all do;
+    inconclusive otherwise.
+    """
+    if supported_when not in ("all", "none"):
+        raise ClaimError(f"supported_when must be 'all' or 'none', got {supported_when!r}")
+    if isinstance(showing, bool) or isinstance(total, bool) or not 0 <= int(showing) <= int(total) or int(total) < 1:
+        raise ClaimError(f"need 0 <= showing <= total and total >= 1, got showing={showing}, total={total}")
+    showing, total = int(showing), int(total)
+    if supported_when == "all":
+        rule = f"supported if all {what} show it, contradicted if none does, inconclusive otherwise"
+        verdict = "supported" if showing == total else "contradicted" if showing == 0 else "inconclusive"
+    else:
+        rule = f"supported if none of the {what} shows it, contradicted if all do, inconclusive otherwise"
+        verdict = "supported" if showing == 0 else "contradicted" if showing == total else "inconclusive"
+    return verdict, rule
 
 
 # --- records ----------------------------------------------------------------------------------------

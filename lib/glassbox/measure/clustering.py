@@ -16,7 +16,10 @@ what the picture shows as numbers, next to their chance levels:
 - ``ari``: adjusted Rand index of the two-cluster cut against the trial labels (1 = split by trial,
   0 = unrelated to trial);
 - ``p_value``: permutation test of that ARI under "the trial labels of each twin pair are exchangeable"
-  (each pair's labels swapped with probability 1/2; the clustering itself does not change).
+  (each pair's labels swapped with probability 1/2; the clustering itself does not change);
+- ``twin_nn_p_value``: permutation test of the twin rate under "the rows of trial 2 are unrelated to those
+  of trial 1" (trial 2's rows re-paired at random; every nearest neighbour stays where it is, only which
+  row counts as the twin changes).
 
 Distances: ``"rows_euclidean"`` clusters the rows of the correlation matrix by Euclidean distance with
 average linkage, which is what ``sns.clustermap(corr)`` does by default (most likely the paper's
@@ -59,6 +62,7 @@ class TrialClustering:
     distance: str = "rows_euclidean"
     method: str = "average"
     linkage: np.ndarray | None = field(default=None, repr=False, compare=False)
+    twin_nn_p_value: float = float("nan")
 
 
 def _shape(a: Any, name: str) -> tuple[int, int]:
@@ -176,9 +180,16 @@ def cluster_trials(x1: ArrayLike, x2: ArrayLike, *, distance: Distance = "rows_e
         in1_trial1 = float(np.where(swap, c1, c2).sum())
         perm_table = np.array([[n - in1_trial0, n - in1_trial1], [in1_trial0, in1_trial1]])
         exceed += _ari_from_table(perm_table) >= ari - 1e-12
+    # null of the twin rate: trial 2's rows re-paired with trial 1's at random
+    hits = 0
+    for _ in range(n_permutations):
+        pairing = rng.permutation(n)
+        fake_twin = np.concatenate([n + pairing, np.argsort(pairing)])
+        hits += float((nearest == fake_twin).mean()) >= twin_nn - 1e-12
     sizes = np.bincount(clusters, minlength=2)
     return TrialClustering(n_per_trial=n, twin_nn_fraction=twin_nn, twin_nn_chance=1.0 / (2 * n - 1), ari=float(ari),
                            p_value=float((1 + exceed) / (1 + n_permutations)), n_permutations=n_permutations,
+                           twin_nn_p_value=float((1 + hits) / (1 + n_permutations)),
                            cluster_sizes=(int(sizes[0]), int(sizes[1])), trial_counts=table.astype(int),
                            distance=distance, method=method, linkage=z)
 

@@ -1,7 +1,10 @@
-"""Shared statistics: a t interval of a mean and a bootstrap interval of Spearman's rank correlation.
+"""Shared statistics: t and bootstrap intervals of a mean, Spearman's rho with a bootstrap interval, Holm.
 
 - :func:`interval` -- mean and two-sided t confidence interval of a small sample (NaN bounds for n < 2);
-- :func:`spearman_bootstrap` -- Spearman's rho with a percentile bootstrap interval over pairs.
+- :func:`bootstrap_mean` -- mean and percentile bootstrap interval of the mean of one or more paired samples
+  (resampling the same items for all of them, e.g. the test slices of two trials);
+- :func:`spearman_bootstrap` -- Spearman's rho with a percentile bootstrap interval over pairs;
+- :func:`holm` -- Holm's step-down rejections of a family of p-values.
 """
 from __future__ import annotations
 
@@ -50,3 +53,39 @@ def spearman_bootstrap(x: Sequence[float], y: Sequence[float], *, n_boot: int = 
     lo, hi = (np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if boots else (math.nan, math.nan))
     return {"rho": float(rho), "p": float(p), "lo": float(lo), "hi": float(hi), "n": int(x.size),
             "n_valid": len(boots)}
+
+
+def bootstrap_mean(*samples: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+                   ) -> tuple[float, float, float]:
+    """(mean, low, high) of the mean of ``samples[0] - samples[1]`` (two samples: a paired difference) or of
+    ``samples[0]`` (one sample), with a percentile bootstrap interval over the items (resampled with
+    replacement, the same items for every sample)."""
+    if len(samples) not in (1, 2):
+        raise ValueError(f"bootstrap_mean takes one sample or two paired samples, got {len(samples)}")
+    arrays = [np.asarray(x, dtype=np.float64) for x in samples]
+    if any(a.ndim != 1 for a in arrays) or len({a.size for a in arrays}) != 1 or arrays[0].size < 2:
+        raise ValueError("samples must be 1-D, of equal length and hold at least 2 items")
+    values = arrays[0] - arrays[1] if len(arrays) == 2 else arrays[0]
+    if not np.isfinite(values).all():
+        raise ValueError("bootstrap_mean got NaN or infinite values")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, values.size, size=(checks.integer(n_boot, "n_boot", 10), values.size))
+    means = values[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(values.mean()), float(lo), float(hi)
+
+
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> np.ndarray:
+    """Holm's step-down procedure: which hypotheses of the family are rejected at family-wise level ``alpha``.
+
+    NaN p-values (a test that could not be run) are never rejected and do not count in the family size.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    reject = np.zeros(p.shape, dtype=bool)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    for rank, index in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        if p[index] > alpha / (m - rank):
+            break
+        reject[index] = True
+    return reject

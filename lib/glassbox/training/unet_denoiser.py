@@ -50,7 +50,8 @@ import dataclasses
 import hashlib
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -70,7 +71,8 @@ from glassbox.training.loop import History, TrainConfig, TrialSeeds, fit
 __all__ = [
     "PSNR_RANGE_HU", "DenoiserConfig", "DenoiserData", "InitPerturbation", "prepare_data", "train_denoiser",
     "trained_denoiser", "evaluate_denoiser", "input_scores", "denoise", "layer_features", "build_model",
-    "pairs_fingerprint", "resimulated_pairs",
+    "pairs_fingerprint", "data_identity", "resimulated_pairs", "slice_psnrs", "states_identical",
+    "max_state_difference", "algorithms", "store_key", "STORE_ENTRY", "NOISE_ENTRY", "noise_key",
 ]
 
 PSNR_RANGE_HU = 4096.0
@@ -187,11 +189,17 @@ def build_model(config: DenoiserConfig, init_seed: int, init_perturbation: InitP
 
 @dataclass(frozen=True)
 class DenoiserData:
-    """The patient split and the training set of one :class:`DenoiserConfig` on one set of pairs."""
+    """The patient split and the training set of one :class:`DenoiserConfig` on one set of pairs.
+
+    ``fingerprint`` names the pairs in store keys (their content hash, or the identity the caller gave,
+    see :func:`data_identity`); ``patch_positions`` are the ``(slice, row, column)`` corners of the
+    training patches in the stacked training slices (None for whole slices).
+    """
 
     split: dict[str, list[str]]
     train: Dataset = field(repr=False)
     fingerprint: str
+    patch_positions: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_train(self) -> int:
@@ -223,10 +231,26 @@ def pairs_fingerprint(pairs: Pairs) -> str:
     return digest.hexdigest()[:24]
 
 
-def prepare_data(config: DenoiserConfig, pairs: Pairs) -> DenoiserData:
+def data_identity(data_config: lowdose_ct.CTDataConfig, seed: int, pairs: Pairs | None = None) -> str:
+    """How store keys name a data set: ``pairs`` given (real data) -> its content hash; else the simulated
+    data set of ``(data_config, seed)`` by its own store key, which is a pure function of the recipe and the
+    library source -- so a plan can name a training's store entry without simulating the data first."""
+    from glassbox.core.store import key_of
+
+    if pairs is not None:
+        return "content:" + pairs_fingerprint(pairs)
+    return "simulated:" + key_of(lowdose_ct.DATASET_ENTRY, lowdose_ct.dataset_key(data_config, seed))
+
+
+def prepare_data(config: DenoiserConfig, pairs: Pairs, *, identity: str | None = None,
+                 foreground: Mapping[str, np.ndarray] | None = None) -> DenoiserData:
     """Split patients (``config.split_seed``) and build the training set: whole slices or fixed patches.
 
     A pure function of ``(config, pairs)``; the trial's seeds play no part (Qu's trials share data).
+    ``identity`` names the pairs in store keys (default: their content hash; see :func:`data_identity`).
+    ``foreground`` (``{patient: (S, n, n) HU}``, e.g. :func:`glassbox.data.lowdose_ct.noise_free_volumes`)
+    decides which patch positions hold enough body; by default the full-dose slices do. With a noise-free
+    foreground the patches sit at the same places whatever the noise draw.
     """
     if not isinstance(config, DenoiserConfig):
         raise ValueError(f"config must be a DenoiserConfig, got {type(config).__name__}")
@@ -234,21 +258,47 @@ def prepare_data(config: DenoiserConfig, pairs: Pairs) -> DenoiserData:
     split = lowdose_ct.split_patients(list(pairs), config.split_fractions, config.split_seed)
     if not split["train"]:
         raise ValueError("the split has no training patients; raise split_fractions[0] or add patients")
+    positions = None
     if config.patch_size is None:
         train: Dataset = lowdose_ct.PairedCTDataset(pairs, split["train"])
     else:
         low = np.concatenate([np.asarray(pairs[pid][0], dtype=np.float32) for pid in split["train"]])
         full = np.concatenate([np.asarray(pairs[pid][1], dtype=np.float32) for pid in split["train"]])
+        if foreground is None:
+            reference = full
+        else:
+            missing = [pid for pid in split["train"] if pid not in foreground]
+            if missing:
+                raise ValueError(f"foreground lacks the training patients {missing[:5]}")
+            reference = np.concatenate([np.asarray(foreground[pid], dtype=np.float32) for pid in split["train"]])
+            if reference.shape != full.shape:
+                raise ValueError(f"foreground must match the slices' shape {full.shape}, got {reference.shape}")
         rng = np.random.default_rng(np.random.SeedSequence([config.split_seed, 0x9A7C4]))
-        low_p, full_p = lowdose_ct.random_patches(low, full, config.patch_size, config.n_patches, rng,
-                                              min_foreground=config.min_foreground)
+        positions = lowdose_ct.patch_positions(reference, config.patch_size, config.n_patches, rng,
+                                               min_foreground=config.min_foreground)
+        low_p, full_p = (lowdose_ct.crop(a, positions, config.patch_size) for a in (low, full))
         train = TensorDataset(torch.from_numpy(lowdose_ct.normalize(low_p)[:, None].astype(np.float32)),
                               torch.from_numpy(lowdose_ct.normalize(full_p)[:, None].astype(np.float32)))
     first = next(iter(pairs.values()))[0]
     if config.patch_size is None and any(s % 2**levels_of(config.depth) for s in np.shape(first)[1:]):
         raise ValueError(f"whole slices of {np.shape(first)[1:]} pixels cannot pass U-Net-{config.depth}: "
                          f"sides must be divisible by {2**levels_of(config.depth)}")
-    return DenoiserData(split=split, train=train, fingerprint=pairs_fingerprint(pairs))
+    fingerprint = pairs_fingerprint(pairs) if identity is None else str(identity)
+    return DenoiserData(split=split, train=train, fingerprint=fingerprint, patch_positions=positions)
+
+
+def states_identical(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
+    """True when two state dicts hold the same names and every parameter *and buffer* is bit-identical."""
+    return a.keys() == b.keys() and all(torch.equal(torch.as_tensor(a[k]).cpu(), torch.as_tensor(b[k]).cpu())
+                                        for k in a)
+
+
+def max_state_difference(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """Largest absolute difference between corresponding parameters and buffers of two state dicts."""
+    if a.keys() != b.keys():
+        raise ValueError("the two models have different parameters; compare trials of one architecture")
+    return max((torch.as_tensor(a[k]).detach().double().cpu() - torch.as_tensor(b[k]).detach().double().cpu())
+               .abs().max().item() for k in a if torch.as_tensor(a[k]).numel())
 
 
 # --- inference and evaluation -------------------------------------------------------------------------
@@ -327,6 +377,21 @@ def evaluate_denoiser(model: nn.Module, pairs: Pairs, ids: Sequence[str], *, bat
                                                                   "n_slices": float(low.shape[0])}
 
 
+def slice_psnrs(model: nn.Module | None, pairs: Pairs, ids: Sequence[str], *, batch_size: int = 4) -> np.ndarray:
+    """PSNR (dB, range :data:`PSNR_RANGE_HU`) of every slice of patients ``ids`` against full dose: of the
+    model's output, or of the low-dose input itself when ``model`` is None. Their mean is
+    :func:`evaluate_denoiser`'s ``psnr``; per slice they give bootstrap intervals over the test set."""
+    _check_pairs(pairs)
+    ids = list(ids)
+    missing = [i for i in ids if i not in pairs]
+    if not ids or missing:
+        raise ValueError(f"ids must name patients of pairs; got {ids[:5]} (missing: {missing[:5]})")
+    low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
+    full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
+    images = low if model is None else denoise(model, low, batch_size=batch_size)
+    return np.array([image_metrics.psnr(x, r, PSNR_RANGE_HU) for x, r in zip(images, full)])
+
+
 def _val_fn(pairs: Pairs, ids: Sequence[str]):
     low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
     full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
@@ -340,10 +405,26 @@ def _val_fn(pairs: Pairs, ids: Sequence[str]):
 # --- training ---------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def algorithms(deterministic: bool) -> Iterator[None]:
+    """Deterministic algorithms on (the default set by ``setup_run``) or off for the block; the previous
+    flags come back after. Off is PyTorch's default on CUDA: cuDNN may autotune and use atomics, so two runs
+    with the same seeds can differ -- what a GPU run without ``use_deterministic_algorithms`` does."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic, not deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2], previous[3]
+
+
 def train_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *, device: torch.device | str = "cpu",
                    checkpoint_dir: Path | str | None = None, progress: bool = True,
                    init_perturbation: InitPerturbation | None = None, data: DenoiserData | None = None,
-                   desc: str = "denoiser") -> tuple[UNet, History]:
+                   desc: str = "denoiser", deterministic: bool = True) -> tuple[UNet, History]:
     """Train one trial and return ``(model in eval mode on device, History)``.
 
     Initial weights from ``seeds.init_seed`` (plus ``init_perturbation``), sample order from
@@ -351,9 +432,12 @@ def train_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *, d
     PSNR / RMSE in HU (``val_psnr``, ``val_rmse_hu``) on the validation patients after every epoch.
     ``data`` is :func:`prepare_data` ``(config, pairs)``, rebuilt when omitted. With
     ``checkpoint_dir`` a killed run resumes where it stopped and ends with the same weights.
+    ``deterministic=False`` (CUDA only) trains with non-deterministic kernels allowed (:func:`algorithms`).
     """
     if not isinstance(seeds, TrialSeeds):
         raise ValueError(f"seeds must be a glassbox.training.loop.TrialSeeds (see trial_seeds), got {type(seeds).__name__}")
+    if not deterministic and torch.device(device).type != "cuda":
+        raise ValueError("deterministic=False only makes sense on CUDA: CPU kernels are deterministic")
     data = prepare_data(config, pairs) if data is None else data
     if not isinstance(data, DenoiserData):
         raise ValueError(f"data must come from prepare_data, got {type(data).__name__}")
@@ -362,24 +446,44 @@ def train_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *, d
     val_fn = _val_fn(pairs, data.split["val"]) if data.split["val"] else None
     fingerprint = config.as_dict() | {"pairs": data.fingerprint, "init_seed": seeds.init_seed,
                                       "init_perturbation": dataclasses.asdict(init_perturbation)
-                                      if init_perturbation else None}
-    history = fit(model, data.train, train.loss_fn(), epochs=config.epochs, batch_size=config.batch_size,
-                  optimizer=train.optimizer(), data_seed=seeds.data_seed, device=device, val_fn=val_fn,
-                  checkpoint_dir=checkpoint_dir, desc=desc, progress=progress, fingerprint=fingerprint)
+                                      if init_perturbation else None, "deterministic": deterministic}
+    with algorithms(deterministic):
+        history = fit(model, data.train, train.loss_fn(), epochs=config.epochs, batch_size=config.batch_size,
+                      optimizer=train.optimizer(), data_seed=seeds.data_seed, device=device, val_fn=val_fn,
+                      checkpoint_dir=checkpoint_dir, desc=desc, progress=progress, fingerprint=fingerprint)
     return model, history
+
+
+STORE_ENTRY = "denoiser"
+"""The store entry of :func:`trained_denoiser`."""
+
+
+def store_key(config: DenoiserConfig, identity: str, seeds: TrialSeeds, *, trial: int,
+              device: torch.device | str = "cpu", init_perturbation: InitPerturbation | None = None,
+              deterministic: bool = True) -> dict[str, Any]:
+    """The store key (config part) of :func:`trained_denoiser`: what a trained model is a function of.
+
+    ``identity`` is the data's name in keys (:attr:`DenoiserData.fingerprint`, :func:`data_identity`), so a
+    plan can name the entry before the data exist.
+    """
+    if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
+        raise ValueError(f"trial must be a non-negative integer, got {trial!r}")
+    return {"config": config.as_dict(), "pairs": identity, "seeds": dataclasses.asdict(seeds),
+            "trial": trial, "device": torch.device(device).type, "deterministic": bool(deterministic),
+            "init_perturbation": dataclasses.asdict(init_perturbation) if init_perturbation else None}
 
 
 def trained_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *, trial: int,
                      device: torch.device | str = "cpu", root: Path | str | None = None,
                      checkpoint_dir: Path | str | None | Literal["auto"] = "auto", progress: bool = True,
                      init_perturbation: InitPerturbation | None = None, data: DenoiserData | None = None,
-                     desc: str = "denoiser") -> tuple[UNet, History]:
+                     desc: str = "denoiser", deterministic: bool = True) -> tuple[UNet, History]:
     """:func:`train_denoiser` through the artifact store; returns ``(model on device, eval mode; History)``.
 
-    The key is the config, the pairs' content hash, the seeds, ``init_perturbation``, the device
-    type and ``trial``. ``trial`` is in the key so that two trials with identical seeds (``fixed``
-    seeding) are *trained* separately, not one loaded as the other. The stored value holds the
-    state_dict, the history, the torch thread count used and the seeds.
+    The key (:func:`store_key`) is the config, the data's identity, the seeds, ``init_perturbation``, the
+    device type, ``deterministic`` and ``trial``. ``trial`` is in the key so that two trials with identical
+    seeds (``fully_fixed`` seeding) are *trained* separately, not one loaded as the other. The stored value
+    holds the state_dict, the history, the torch thread count used and the seeds.
 
     ``checkpoint_dir="auto"`` checkpoints every epoch to ``<store>/_checkpoints/denoiser/<key>``, so a
     run that is killed (a 200-epoch ``paper`` grid) resumes where it stopped when called again; the
@@ -388,26 +492,23 @@ def trained_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *,
     from glassbox.core.paths import store_dir
     from glassbox.core.store import get_or_compute, key_of
 
-    if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
-        raise ValueError(f"trial must be a non-negative integer, got {trial!r}")
     data = prepare_data(config, pairs) if data is None else data
     torch_device = torch.device(device)
-    key = {"config": config.as_dict(), "pairs": data.fingerprint, "seeds": dataclasses.asdict(seeds),
-           "trial": trial, "device": torch_device.type,
-           "init_perturbation": dataclasses.asdict(init_perturbation) if init_perturbation else None}
+    key = store_key(config, data.fingerprint, seeds, trial=trial, device=torch_device,
+                    init_perturbation=init_perturbation, deterministic=deterministic)
 
-    folder = (Path(root) if root is not None else store_dir()) / "_checkpoints" / "denoiser" / key_of("denoiser", key) \
+    folder = (Path(root) if root is not None else store_dir()) / "_checkpoints" / STORE_ENTRY / key_of(STORE_ENTRY, key) \
         if checkpoint_dir == "auto" else checkpoint_dir
 
     def compute() -> dict[str, Any]:
         model, history = train_denoiser(config, pairs, seeds, device=torch_device, checkpoint_dir=folder,
                                         progress=progress, init_perturbation=init_perturbation, data=data,
-                                        desc=desc)
+                                        desc=desc, deterministic=deterministic)
         return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "history": history.epochs, "torch_threads": torch.get_num_threads(),
                 "seeds": dataclasses.asdict(seeds), "trial": trial}
 
-    value = get_or_compute("denoiser", key, compute, root=root, progress=progress)
+    value = get_or_compute(STORE_ENTRY, key, compute, root=root, progress=progress)
     if checkpoint_dir == "auto" and folder is not None and Path(folder).is_dir():
         shutil.rmtree(folder, ignore_errors=True)
     model = UNet(config.depth, config.width, residual=config.residual)
@@ -445,5 +546,13 @@ def resimulated_pairs(data_config: lowdose_ct.CTDataConfig, seed: int, noise_see
             pairs[pid] = (low.astype(np.float32), full.astype(np.float32))
         return pairs
 
-    return get_or_compute("ct-dataset-noise", dataclasses.asdict(c) | {"seed": seed, "noise_seed": int(noise_seed)},
-                          compute, progress=progress)
+    return get_or_compute(NOISE_ENTRY, noise_key(c, seed, noise_seed), compute, progress=progress)
+
+
+NOISE_ENTRY = "ct-dataset-noise"
+"""The store entry of :func:`resimulated_pairs`."""
+
+
+def noise_key(data_config: lowdose_ct.CTDataConfig, seed: int, noise_seed: int) -> dict[str, Any]:
+    """The store key (config part) of :func:`resimulated_pairs` ``(data_config, seed, noise_seed)``."""
+    return dataclasses.asdict(data_config) | {"seed": seed, "noise_seed": int(noise_seed)}

@@ -6,17 +6,26 @@ while per-layer SVCCA (Table II) and cosine similarity (Table III) are low. This
 two chapters on it share (``unet_training`` and ``feature_space``, :mod:`glassbox.studies`):
 
 - data: :data:`PAPER_TABLE1`, :data:`PAPER_TABLE2_SVCCA`, :data:`PAPER_TABLE3_COSINE` (the paper's
-  numbers, as printed, including its inconsistent "Average" rows), :data:`PROFILES` (one
-  :class:`QuConfig` per profile, for both chapters);
-- the grid: :func:`train_grid` (the 12 models through the artifact store), :func:`train_control`
-  (the paper's exact recipe at the profile's size), :func:`table1`; :func:`weights_identical`.
+  numbers, as printed, including its inconsistent "Average" rows), :data:`PAPER_WIDTHS` (each analysed
+  layer's channels at the paper's width), :data:`PROFILES` (one :class:`QuConfig` per profile, for both
+  chapters);
+- the grid: :func:`load_data`, :func:`train_grid` (every model through the artifact store),
+  :func:`train_control` (the paper's exact recipe at the profile's size), :func:`grid_tasks` (the same
+  trainings as :class:`glassbox.core.tasks.Task` records), :func:`table1`; :func:`weights_identical`.
+
+**Seeding** (:mod:`glassbox.training.loop`): ``random`` -- each trial its own initial weights and data
+order; ``fixed`` -- the paper's definition ("all the training trials are initialized with the same set of
+weights"): shared initial weights, each trial its own data order; on CUDA both train with PyTorch's
+default non-deterministic kernels, as the paper's GPU runs did. The control ``fully_fixed`` shares every
+seed and trains with deterministic algorithms: the two trials are the same computation, bit-identical,
+the floor of every trial-to-trial difference. Trial 1 is one training shared by the three modes (the
+store trains it once); the modes differ in how trial 2 departs from it.
 
 **Deviations on smaller profiles.** ``paper`` is the paper's protocol (full width, whole slices,
 200 epochs, plain U-Net, RMSprop lr 0.01, batch 8, L1 + L2). ``quick`` and ``smoke`` shrink the
-width, train on crops for few epochs, and -- because a plain U-Net with lr 0.01 ends worse than the
-noisy input on such short budgets -- use a residual output whose last convolution starts at zero
+width, train on crops for few epochs, and use a residual output whose last convolution starts at zero
 (the network starts as the identity) with lr 1e-3; :func:`train_control` trains one U-Net-9 with the
-paper's exact recipe at the quick size to show that.
+paper's exact recipe at the profile's size, to show what that recipe does on such a budget.
 """
 from __future__ import annotations
 
@@ -24,33 +33,25 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from glassbox.core.tasks import Task
 from glassbox.data import lowdose_ct
 from glassbox.data.lowdose_ct import DATA_PROFILES
-from glassbox.models.unet import DEPTHS, UNet, levels_of
+from glassbox.measure.stats import bootstrap_mean
+from glassbox.models.unet import DEPTHS, PAPER_BASE_CHANNELS, UNet, levels_of
 from glassbox.training import unet_denoiser
-from glassbox.training.loop import SEEDING_MODES, History, TrialSeeds, trial_seeds
+from glassbox.training.loop import ALL_SEEDINGS, CONTROL_SEEDING, SEEDING_MODES, History, TrialSeeds, trial_seeds
 from glassbox.training.unet_denoiser import DenoiserConfig, layer_features
 
 __all__ = [
-    "PAPER_TABLE1",
-    "PAPER_TABLE2_SVCCA",
-    "PAPER_TABLE3_COSINE",
-    "PAPER_LAYERS",
-    "QuConfig",
-    "PROFILES",
-    "TrainedModel",
-    "model_label",
-    "denoiser_config",
-    "train_grid",
-    "train_control",
-    "weights_identical",
-    "max_weight_difference",
-    "table1",
+    "PAPER_TABLE1", "PAPER_TABLE2_SVCCA", "PAPER_TABLE3_COSINE", "PAPER_LAYERS", "PAPER_WIDTHS", "QuConfig",
+    "PROFILES", "TrainedModel", "model_label", "denoiser_config", "deterministic_for", "load_data", "grid_keys",
+    "train_grid", "train_control", "grid_tasks", "weights_identical", "max_weight_difference", "table1",
     "layer_features",
 ]
 
@@ -105,44 +106,67 @@ PAPER_TABLE3_COSINE = _paper_columns({
 """Qu et al. Table III (cosine similarity), same layout as :data:`PAPER_TABLE2_SVCCA`."""
 
 
+def _paper_widths() -> dict[str, dict[str, int]]:
+    out = {}
+    for depth in DEPTHS:
+        levels = levels_of(depth)
+        widths = {f"Down{i}": PAPER_BASE_CHANNELS * 2 ** (i - 1) for i in range(1, levels + 1)}
+        widths |= {f"Up{j}": PAPER_BASE_CHANNELS * 2 ** (levels - j) for j in range(1, levels + 1)}
+        for seeding in ("R", "NR"):
+            out[f"U{depth}-{seeding}"] = widths
+    return out
+
+
+PAPER_WIDTHS: dict[str, dict[str, int]] = _paper_widths()
+"""Channels M of every analysed layer at the paper's width (64 base channels, :mod:`glassbox.models.unet`):
+``{model label: {layer: M}}``, e.g. U-Net-9's Down4 and Up1 have 512."""
+
+
 @dataclass(frozen=True)
 class QuConfig:
     """Knobs of both Qu chapters: data, the denoiser recipe, the grid, and the feature analysis.
 
     ``denoiser.depth`` is replaced by each of ``depths``; its ``split_seed`` by the chapter's seed.
     ``control`` is the paper's exact training recipe at this profile's size (None: no control run,
-    e.g. on ``paper`` where the grid itself uses it). Features are computed on ``n_feature_images``
-    test images: ``feature_patch_size`` crops of the test slices, or whole test slices when None.
+    e.g. on ``paper`` where the grid itself uses it). Features are computed on the test images: with
+    ``feature_patch_size`` None, whole test slices (the paper's "N test images"); else the non-overlapping
+    ``feature_patch_size`` tiles of the test slices that hold at least 25 % body, at most ``n_feature_images``
+    of them. Either way the rows are independent images or disjoint crops, and their number is the N of
+    every chance level. ``cka_test_draws`` re-pairings give the per-layer p-values behind claim 1 (enough
+    for a Holm correction over every layer of the grid).
     """
 
     data: lowdose_ct.CTDataConfig
     denoiser: DenoiserConfig
     depths: tuple[int, ...] = DEPTHS
-    seedings: tuple[str, ...] = SEEDING_MODES
+    seedings: tuple[str, ...] = ALL_SEEDINGS
     n_trials: int = 2
     control: DenoiserConfig | None = None
     feature_patch_size: int | None = None
     n_feature_images: int | None = None
     svcca_keep: float = 0.99
     chance_draws: int = 50
+    cka_test_draws: int = 999
     cluster_samples: int = 200
-    cluster_permutations: int = 499
+    cluster_permutations: int = 999
     test_permutations: int = 9999
+    bootstrap: int = 2000
 
     def __post_init__(self) -> None:
         if not self.depths or any(levels_of(d) < 1 for d in self.depths):
             raise ValueError(f"depths must be a non-empty tuple of {DEPTHS}, got {self.depths!r}")
-        if not self.seedings or any(s not in SEEDING_MODES for s in self.seedings):
-            raise ValueError(f"seedings must be a non-empty tuple of {SEEDING_MODES}, got {self.seedings!r}")
+        if not set(SEEDING_MODES) <= set(self.seedings) or any(s not in ALL_SEEDINGS for s in self.seedings):
+            raise ValueError(f"seedings must hold the paper's {SEEDING_MODES} and may add {CONTROL_SEEDING!r}, "
+                             f"got {self.seedings!r}")
         if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int) or self.n_trials < 2:
             raise ValueError(f"n_trials must be an integer >= 2 (trials are compared in pairs), got {self.n_trials!r}")
         divisor = 2 ** max(levels_of(d) for d in self.depths)
         if self.feature_patch_size is not None and self.feature_patch_size % divisor:
             raise ValueError(f"feature_patch_size ({self.feature_patch_size}) must be divisible by {divisor} "
                              f"for U-Net-{max(self.depths)}")
-        if self.feature_patch_size is not None and self.n_feature_images is None:
-            raise ValueError("feature_patch_size is set, so n_feature_images (how many crops) is required")
-        for name in ("chance_draws", "cluster_permutations", "test_permutations"):
+        if self.n_feature_images is not None and self.n_feature_images < 4:
+            raise ValueError(f"n_feature_images must be >= 4 or None, got {self.n_feature_images!r}")
+        for name in ("chance_draws", "cka_test_draws", "cluster_permutations", "test_permutations", "bootstrap"):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be >= 2, got {getattr(self, name)!r}")
         if self.cluster_samples < 4:
@@ -150,44 +174,69 @@ class QuConfig:
         if not 0 < self.svcca_keep <= 1:
             raise ValueError(f"svcca_keep must be in (0, 1], got {self.svcca_keep!r}")
 
+    @property
+    def feature_rows(self) -> str:
+        """What one row of a feature matrix is, in words (table headers say it)."""
+        if self.feature_patch_size is None:
+            return "whole test slices"
+        return f"non-overlapping {self.feature_patch_size}-px crops of the test slices"
+
 
 _QUICK_RECIPE = dict(width=0.125, residual=True, zero_head=True, lr=1e-3, batch_size=8)
 
 
 PROFILES: dict[str, QuConfig] = {
     "smoke": QuConfig(
-        data=lowdose_ct.CTDataConfig(n=32, n_patients=3, slices_per_patient=2),
-        denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=16, n_patches=32, epochs=2),
-        control=DenoiserConfig(depth=9, width=0.125, patch_size=16, n_patches=32, epochs=2),
-        feature_patch_size=16, n_feature_images=300, chance_draws=20, cluster_samples=24,
-        cluster_permutations=19, test_permutations=199),
+        data=lowdose_ct.CTDataConfig(n=64, n_patients=4, slices_per_patient=12),
+        denoiser=DenoiserConfig(**(_QUICK_RECIPE | {"width": 0.0625}), patch_size=16, n_patches=32, epochs=2),
+        control=DenoiserConfig(depth=9, width=0.0625, patch_size=16, n_patches=32, epochs=2),
+        feature_patch_size=16, n_feature_images=None, chance_draws=10, cka_test_draws=499, cluster_samples=24,
+        cluster_permutations=199, test_permutations=199, bootstrap=200),
     "quick": QuConfig(
         data=DATA_PROFILES["quick"],
         denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=32, n_patches=1600, epochs=10),
         control=DenoiserConfig(depth=9, width=0.125, patch_size=32, n_patches=1600, epochs=10),
-        feature_patch_size=32, n_feature_images=600, chance_draws=50, cluster_samples=150,
-        cluster_permutations=199),
+        feature_patch_size=32, n_feature_images=None, chance_draws=50, cka_test_draws=999, cluster_samples=150),
     "paper": QuConfig(  # simulated 512 x 512 slices, the Grand Challenge's matrix (or real ones with data_dir)
         data=dataclasses.replace(DATA_PROFILES["paper"], n=512),
         denoiser=DenoiserConfig(depth=9, width=1.0, residual=False, epochs=200, batch_size=8, lr=0.01),
         control=None,
-        feature_patch_size=128, n_feature_images=2604, chance_draws=100, cluster_samples=300,
-        cluster_permutations=999),
+        feature_patch_size=None, n_feature_images=None, chance_draws=100, cka_test_draws=9999, cluster_samples=200,
+        bootstrap=10000),
 }
 """One configuration per profile, shared by ``unet_training`` and ``feature_space``."""
 
 
+_LABEL_SUFFIX = {"random": "R", "fixed": "NR", "fully_fixed": "FF"}
+
+
 def model_label(depth: int, seeding: str) -> str:
-    """The paper's column label: ``U9-R`` (random seeding) or ``U9-NR`` (fixed, "non-random")."""
+    """The paper's column label: ``U9-R`` (random seeding), ``U9-NR`` (fixed, "non-random"); ``U9-FF`` for the
+    fully fixed control."""
     levels_of(depth)
-    if seeding not in SEEDING_MODES:
-        raise ValueError(f"seeding must be one of {SEEDING_MODES}, got {seeding!r}")
-    return f"U{depth}-{'R' if seeding == 'random' else 'NR'}"
+    if seeding not in _LABEL_SUFFIX:
+        raise ValueError(f"seeding must be one of {ALL_SEEDINGS}, got {seeding!r}")
+    return f"U{depth}-{_LABEL_SUFFIX[seeding]}"
 
 
 def denoiser_config(config: QuConfig, depth: int, seed: int) -> DenoiserConfig:
     """The grid's recipe for U-Net-``depth``; patients are split and patches cut with ``seed``."""
     return dataclasses.replace(config.denoiser, depth=depth, split_seed=seed)
+
+
+def deterministic_for(seeding: str, device: torch.device | str) -> bool:
+    """Whether a trial of ``seeding`` trains with deterministic algorithms: always on a CPU; on CUDA only the
+    fully fixed control (the paper's random and fixed trials ran with PyTorch's non-deterministic default)."""
+    if seeding not in ALL_SEEDINGS:
+        raise ValueError(f"seeding must be one of {ALL_SEEDINGS}, got {seeding!r}")
+    return torch.device(device).type != "cuda" or seeding == CONTROL_SEEDING
+
+
+def load_data(config: QuConfig, seed: int, data_dir: Path | str | None = None, *, progress: bool = True
+              ) -> tuple[unet_denoiser.Pairs, str]:
+    """The chapter's pairs and their identity in store keys (:func:`glassbox.training.unet_denoiser.data_identity`)."""
+    pairs = lowdose_ct.get_pairs(config.data, seed=seed, data_dir=data_dir, progress=progress)
+    return pairs, unet_denoiser.data_identity(config.data, seed, pairs if data_dir is not None else None)
 
 
 @dataclass
@@ -206,76 +255,149 @@ class TrainedModel:
         return model_label(self.depth, self.seeding)
 
 
+def grid_keys(config: QuConfig) -> list[tuple[int, str, int]]:
+    """Every ``(depth, seeding, trial)`` of the grid, in the order the chapters show them."""
+    return [(d, s, t) for d in config.depths for s in config.seedings for t in range(config.n_trials)]
+
+
+def _trial_call(config: QuConfig, key: tuple[int, str, int], seed: int, device: torch.device | str
+                ) -> tuple[DenoiserConfig, TrialSeeds, bool]:
+    depth, seeding, trial = key
+    return denoiser_config(config, depth, seed), trial_seeds(seeding, trial, seed), deterministic_for(seeding, device)
+
+
 def train_grid(config: QuConfig, pairs: unet_denoiser.Pairs, *, seed: int, device: torch.device | str = "cpu",
-               progress: bool = True) -> dict[tuple[int, str, int], TrainedModel]:
+               progress: bool = True, identity: str | None = None) -> dict[tuple[int, str, int], TrainedModel]:
     """Every ``(depth, seeding, trial)`` of the grid, trained or loaded through the store.
 
-    Seeds come from :func:`glassbox.training.loop.trial_seeds` ``(seeding, trial, seed)``: ``fixed`` gives
-    both trials the same init and data-order seeds, ``random`` each its own. All trials of one depth
-    share the same data (:func:`glassbox.training.unet_denoiser.prepare_data`), as in the paper.
+    Seeds come from :func:`glassbox.training.loop.trial_seeds` ``(seeding, trial, seed)``. All trials of one
+    depth share the same data (:func:`glassbox.training.unet_denoiser.prepare_data`), as in the paper.
+    ``identity`` names the pairs in store keys (:func:`load_data`; default: their content hash).
     """
     models: dict[tuple[int, str, int], TrainedModel] = {}
-    for depth in config.depths:
-        recipe = denoiser_config(config, depth, seed)
-        data = unet_denoiser.prepare_data(recipe, pairs)
-        for seeding in config.seedings:
-            for trial in range(config.n_trials):
-                seeds = trial_seeds(seeding, trial, seed)
-                model, history = unet_denoiser.trained_denoiser(
-                    recipe, pairs, seeds, trial=trial, device=device, progress=progress, data=data,
-                    desc=f"{model_label(depth, seeding)} trial {trial + 1}")
-                models[(depth, seeding, trial)] = TrainedModel(depth, seeding, trial, seeds, model, history)
+    data_by_depth = {}
+    for key in grid_keys(config):
+        depth, seeding, trial = key
+        recipe, seeds, deterministic = _trial_call(config, key, seed, device)
+        if depth not in data_by_depth:
+            data_by_depth[depth] = unet_denoiser.prepare_data(recipe, pairs, identity=identity)
+        model, history = unet_denoiser.trained_denoiser(
+            recipe, pairs, seeds, trial=trial, device=device, progress=progress, data=data_by_depth[depth],
+            deterministic=deterministic, desc=f"{model_label(depth, seeding)} trial {trial + 1}")
+        models[key] = TrainedModel(depth, seeding, trial, seeds, model, history)
     return models
 
 
+def _control_call(config: QuConfig, seed: int) -> tuple[DenoiserConfig, TrialSeeds]:
+    return dataclasses.replace(config.control, split_seed=seed), trial_seeds("random", 0, seed)
+
+
 def train_control(config: QuConfig, pairs: unet_denoiser.Pairs, *, seed: int, device: torch.device | str = "cpu",
-                  progress: bool = True) -> TrainedModel | None:
+                  progress: bool = True, identity: str | None = None) -> TrainedModel | None:
     """``config.control`` (the paper's recipe at this size), trial 1 with random seeding; None if unset."""
     if config.control is None:
         return None
-    recipe = dataclasses.replace(config.control, split_seed=seed)
-    seeds = trial_seeds("random", 0, seed)
+    recipe, seeds = _control_call(config, seed)
+    data = unet_denoiser.prepare_data(recipe, pairs, identity=identity)
     model, history = unet_denoiser.trained_denoiser(recipe, pairs, seeds, trial=0, device=device, progress=progress,
-                                                desc=f"control U{recipe.depth} (paper recipe)")
+                                                    data=data, desc=f"control U{recipe.depth} (paper recipe)")
     return TrainedModel(recipe.depth, "random", 0, seeds, model, history)
+
+
+def grid_tasks(config: QuConfig, *, seed: int, device: torch.device | str, data_dir: Path | str | None = None,
+               control: bool = True) -> list[Task]:
+    """The data set (if simulated), every distinct training of the grid and (``control``) the control run, as
+    tasks whose ``run`` makes the very store call :func:`train_grid` / :func:`train_control` make.
+
+    Computing the plan needs no simulation: simulated data are named by their store key. Real data
+    (``data_dir``) are read to hash their content.
+    """
+    identity = (unet_denoiser.data_identity(config.data, seed) if data_dir is None else
+                load_data(config, seed, data_dir, progress=False)[1])
+    tasks: list[Task] = []
+    deps: tuple[str, ...] = ()
+    if data_dir is None:
+        data_task = Task(lowdose_ct.DATASET_ENTRY, lowdose_ct.dataset_key(config.data, seed),
+                         lambda: lowdose_ct.build_dataset(config.data, seed, progress=False),
+                         label=f"simulated data set (seed {seed})")
+        tasks.append(data_task)
+        deps = (data_task.key,)
+
+    def train_one(key: tuple[int, str, int]) -> TrainedModel:
+        pairs, ident = load_data(config, seed, data_dir, progress=False)
+        recipe, seeds, deterministic = _trial_call(config, key, seed, device)
+        model, history = unet_denoiser.trained_denoiser(
+            recipe, pairs, seeds, trial=key[2], device=device, progress=False, deterministic=deterministic,
+            data=unet_denoiser.prepare_data(recipe, pairs, identity=ident))
+        return TrainedModel(key[0], key[1], key[2], seeds, model, history)
+
+    seen: set[str] = set()
+    for key in grid_keys(config):
+        recipe, seeds, deterministic = _trial_call(config, key, seed, device)
+        task = Task(unet_denoiser.STORE_ENTRY,
+                    unet_denoiser.store_key(recipe, identity, seeds, trial=key[2], device=device,
+                                            deterministic=deterministic),
+                    lambda key=key: train_one(key), label=f"{model_label(key[0], key[1])} trial {key[2] + 1}",
+                    deps=deps, gpu=True)
+        if task.key not in seen:  # trial 1 is one training for every seeding mode
+            seen.add(task.key)
+            tasks.append(task)
+    if control and config.control is not None:
+        recipe, seeds = _control_call(config, seed)
+        tasks.append(Task(unet_denoiser.STORE_ENTRY,
+                          unet_denoiser.store_key(recipe, identity, seeds, trial=0, device=device),
+                          lambda: train_control(config, *load_data(config, seed, data_dir, progress=False)[:1],
+                                                seed=seed, device=device, progress=False,
+                                                identity=identity),
+                          label=f"control U{recipe.depth} (paper recipe)", deps=deps, gpu=True))
+    return tasks
 
 
 def max_weight_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
     """Largest absolute difference between corresponding parameters and buffers of two equal models."""
-    sa, sb = a.state_dict(), b.state_dict()
-    if sa.keys() != sb.keys():
-        raise ValueError("the two models have different parameters; compare trials of one architecture")
-    return max((sa[k].detach().double().cpu() - sb[k].detach().double().cpu()).abs().max().item()
-               for k in sa if sa[k].numel())
+    return unet_denoiser.max_state_difference(a.state_dict(), b.state_dict())
 
 
 def weights_identical(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     """True when every parameter and buffer is bit-identical."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+    return unet_denoiser.states_identical(a.state_dict(), b.state_dict())
 
 
-def table1(models: Mapping[tuple[int, str, int], TrainedModel], pairs: unet_denoiser.Pairs, ids: Sequence[str]
-           ) -> pd.DataFrame:
+def table1(models: Mapping[tuple[int, str, int], TrainedModel], pairs: unet_denoiser.Pairs, ids: Sequence[str], *,
+           n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Table I: per architecture and seeding, PSNR of each trial, mean, |difference|, the input's PSNR
-    (floor), SSIM, whether the trials' weights are bit-identical, and the paper's numbers."""
-    scores = {key: unet_denoiser.evaluate_denoiser(m.model, pairs, ids) for key, m in models.items()}
+    (floor), SSIM, whether the trials' weights are bit-identical, and the paper's numbers.
+
+    With the per-slice PSNRs of the test set: ``difference_lo``/``difference_hi`` -- a 95 % bootstrap
+    interval (over test slices, paired) of trial 2 - trial 1; ``stability_margin`` -- the half-width of the
+    95 % bootstrap interval of trial 1's own mean PSNR, i.e. how far that mean could move on another draw of
+    test slices (the yardstick of "stable" in claim 1). ``gain_lo``/``gain_hi``: interval of the mean gain
+    of trial 1 over the low-dose input.
+    """
+    floor = unet_denoiser.slice_psnrs(None, pairs, ids)
+    per_slice = {key: unet_denoiser.slice_psnrs(m.model, pairs, ids) for key, m in models.items()}
     rows = []
     for depth, seeding in dict.fromkeys((k[0], k[1]) for k in models):
         trials = sorted(k for k in models if k[:2] == (depth, seeding))
-        psnrs = [scores[k]["psnr"] for k in trials]
-        first, second = models[trials[0]].model, models[trials[1]].model
+        first, second = per_slice[trials[0]], per_slice[trials[1]]
+        psnrs = [float(per_slice[k].mean()) for k in trials]
+        diff, diff_lo, diff_hi = bootstrap_mean(second, first, n_boot=n_boot, seed=seed)
+        _, lo1, hi1 = bootstrap_mean(first, n_boot=n_boot, seed=seed)
+        gain, gain_lo, gain_hi = bootstrap_mean(first, floor, n_boot=n_boot, seed=seed)
+        scores = [unet_denoiser.evaluate_denoiser(models[k].model, pairs, ids) for k in trials[:2]]
         paper = PAPER_TABLE1.get(f"U-Net-{depth}", {}).get(seeding, {})
         rows.append({
             "model": f"U-Net-{depth}", "seeding": seeding, "label": model_label(depth, seeding),
             **{f"psnr_trial{i + 1}": p for i, p in enumerate(psnrs)},
             "mean_psnr": float(np.mean(psnrs)), "difference": float(abs(psnrs[0] - psnrs[1])),
-            "input_psnr": scores[trials[0]]["input_psnr"],
-            "psnr_gain": float(np.mean(psnrs)) - scores[trials[0]]["input_psnr"],
-            "mean_ssim": float(np.mean([scores[k]["ssim"] for k in trials])),
-            "input_ssim": scores[trials[0]]["input_ssim"],
-            "max_weight_difference": max_weight_difference(first, second),
-            "identical_weights": weights_identical(first, second),
+            "difference_signed": diff, "difference_lo": diff_lo, "difference_hi": diff_hi,
+            "stability_margin": (hi1 - lo1) / 2,
+            "input_psnr": float(floor.mean()), "psnr_gain": float(np.mean(psnrs)) - float(floor.mean()),
+            "gain_trial1": gain, "gain_lo": gain_lo, "gain_hi": gain_hi,
+            "mean_ssim": float(np.mean([s["ssim"] for s in scores])), "input_ssim": scores[0]["input_ssim"],
+            "max_weight_difference": max_weight_difference(models[trials[0]].model, models[trials[1]].model),
+            "identical_weights": weights_identical(models[trials[0]].model, models[trials[1]].model),
+            "n_test_slices": int(floor.size),
             "paper_mean_psnr": paper.get("mean_psnr", math.nan), "paper_difference": paper.get("difference", math.nan),
         })
     return pd.DataFrame(rows)
