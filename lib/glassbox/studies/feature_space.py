@@ -650,6 +650,11 @@ def checks(result: FeatureResult) -> list[Check]:
         require("rows-independent", "feature rows are whole images or disjoint crops, at least 4",
                 result.n_rows >= 4, result.n_rows, ">= 4"),
     ]
+    family = int(result.tests["p_value"].notna().sum())
+    smallest = 1.0 / (result.config.cka_test_draws + 1)
+    out.append(require("layer-tests-can-reject", "the smallest permutation p-value of the layer tests can pass Holm's "
+                       "first threshold (else claim 1 could never be decided)", smallest < ALPHA / max(family, 1),
+                       smallest, f"< {ALPHA} / {family}"))
     if CONTROL_SEEDING in result.config.seedings:
         diff = float(result.floors["max feature difference"].max())
         out.append(require("fully-fixed-features-identical", "fully fixed trials have identical weights and "
@@ -684,7 +689,7 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
         statement="The two training trials of a U-Net do not learn a consistent feature space; read strongly, "
                   "their features are no more alike than unrelated features.",
         test=f"linear CKA of trial 1 vs trial 2 per Down/Up layer, permutation p-value from {cfg.cka_test_draws} "
-             f"re-pairings of the {result.n_rows} images, Holm over all layers at alpha {ALPHA}; shown: the mean "
+             f"re-pairings of the {result.n_rows} rows, Holm over all layers at alpha {ALPHA}; shown: the mean "
              f"CKA, {above} of {len(valid)} layers above chance",
         verdict=verdict, rule=rule, ours=float(valid["linear_cka"].mean()), chance=float(valid["chance"].mean()),
         p_value=float(valid["p_value"].max()), paper="SVCCA 0.05-0.18, cosine 0.54-0.76",

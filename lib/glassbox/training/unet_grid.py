@@ -146,7 +146,7 @@ class QuConfig:
     n_feature_images: int | None = None
     svcca_keep: float = 0.99
     chance_draws: int = 50
-    cka_test_draws: int = 999
+    cka_test_draws: int = 1999
     cluster_samples: int = 200
     cluster_permutations: int = 999
     test_permutations: int = 9999
@@ -190,13 +190,13 @@ PROFILES: dict[str, QuConfig] = {
         data=lowdose_ct.CTDataConfig(n=64, n_patients=4, slices_per_patient=12),
         denoiser=DenoiserConfig(**(_QUICK_RECIPE | {"width": 0.0625}), patch_size=16, n_patches=32, epochs=2),
         control=DenoiserConfig(depth=9, width=0.0625, patch_size=16, n_patches=32, epochs=2),
-        feature_patch_size=16, n_feature_images=None, chance_draws=10, cka_test_draws=499, cluster_samples=24,
+        feature_patch_size=16, n_feature_images=None, chance_draws=10, cka_test_draws=1999, cluster_samples=24,
         cluster_permutations=199, test_permutations=199, bootstrap=200),
     "quick": QuConfig(
         data=DATA_PROFILES["quick"],
         denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=32, n_patches=1600, epochs=10),
         control=DenoiserConfig(depth=9, width=0.125, patch_size=32, n_patches=1600, epochs=10),
-        feature_patch_size=32, n_feature_images=None, chance_draws=50, cka_test_draws=999, cluster_samples=150),
+        feature_patch_size=32, n_feature_images=None, chance_draws=50, cka_test_draws=1999, cluster_samples=150),
     "paper": QuConfig(  # simulated 512 x 512 slices, the Grand Challenge's matrix (or real ones with data_dir)
         data=dataclasses.replace(DATA_PROFILES["paper"], n=512),
         denoiser=DenoiserConfig(depth=9, width=1.0, residual=False, epochs=200, batch_size=8, lr=0.01),
