@@ -8,8 +8,10 @@ import pytest
 
 from glassbox import chapters
 from glassbox.data import lowdose_ct
+from glassbox.measure.chance import chance_level
 from glassbox.studies import feature_space
 from glassbox.training import unet_denoiser, unet_grid
+from glassbox.training.loop import ALL_SEEDINGS
 from glassbox.training.unet_denoiser import DenoiserConfig
 
 LABELS = ("U5-R", "U5-NR", "U7-R", "U7-NR", "U9-R", "U9-NR")
@@ -46,7 +48,11 @@ def test_profiles_registered_for_both_chapters_and_paper_is_the_papers_recipe():
     assert (paper.width, paper.residual, paper.patch_size, paper.epochs, paper.batch_size, paper.lr) == \
         (1.0, False, None, 200, 8, 0.01)
     assert (paper.l1_weight, paper.l2_weight) == (1.0, 1.0)
-    assert unet_grid.PROFILES["paper"].n_feature_images == 2604          # the paper's N test images
+    paper_config = unet_grid.PROFILES["paper"]
+    assert paper_config.feature_patch_size is None and paper_config.n_feature_images is None  # whole test slices
+    for name in ("smoke", "quick"):                                    # disjoint crops elsewhere
+        assert unet_grid.PROFILES[name].feature_patch_size is not None
+    assert set(unet_grid.PROFILES["quick"].seedings) == set(ALL_SEEDINGS)
     for name in ("smoke", "quick"):
         control = unet_grid.PROFILES[name].control
         assert control is not None and (control.residual, control.lr, control.batch_size) == (False, 0.01, 8)
@@ -61,6 +67,9 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="divisible by 16"):
         unet_grid.QuConfig(data=base.data, denoiser=base.denoiser, feature_patch_size=24, n_feature_images=10)
     assert unet_grid.model_label(7, "fixed") == "U7-NR" and unet_grid.model_label(5, "random") == "U5-R"
+    assert unet_grid.model_label(9, "fully_fixed") == "U9-FF"
+    with pytest.raises(ValueError, match="seedings"):     # the paper's two modes are always part of the grid
+        unet_grid.QuConfig(data=base.data, denoiser=base.denoiser, seedings=("random", "fully_fixed"))
 
 
 # --- statistics -----------------------------------------------------------------------------------------------
@@ -103,6 +112,50 @@ def test_signflip_test_closed_forms():
         feature_space.signflip_test([math.nan])
 
 
+def _paper(table):
+    return {label: {k: v for k, v in column.items() if k != "Average"} for label, column in table.items()}
+
+
+def test_claim2_rule_on_both_tables_of_the_paper():
+    """The single-table tests reproduce issue 15's numbers (Table II +0.015, p 0.13; Table III +0.045, p 0.013);
+    the joint test's statistic is the sum of the tables' differences over their SDs, and it is decided by both."""
+    t2, t3 = _paper(unet_grid.PAPER_TABLE2_SVCCA), _paper(unet_grid.PAPER_TABLE3_COSINE)
+    single2, single3 = feature_space.updown_test(t2), feature_space.updown_test(t3)
+    assert single2["difference"] == pytest.approx(0.0146, abs=1e-4) and single2["p_value"] == pytest.approx(0.13, abs=0.02)
+    assert single3["difference"] == pytest.approx(0.0455, abs=1e-4) and single3["p_value"] == pytest.approx(0.013, abs=0.006)
+    joint = feature_space.updown_joint_test([t2, t3])
+    sd2 = np.std([v for c in t2.values() for v in c.values()], ddof=1)
+    sd3 = np.std([v for c in t3.values() for v in c.values()], ddof=1)
+    assert joint["statistic"] == pytest.approx(single2["difference"] / sd2 + single3["difference"] / sd3)
+    assert joint["differences"] == pytest.approx([single2["difference"], single3["difference"]])
+    assert joint["p_value"] < 0.05 and joint["p_value_down"] > 0.95
+    swapped = [{m: {("Up" + k[4:] if k.startswith("Down") else "Down" + k[2:]): v for k, v in c.items()}
+                for m, c in t.items()} for t in (t2, t3)]
+    mirrored = feature_space.updown_joint_test(swapped)
+    assert mirrored["statistic"] == pytest.approx(-joint["statistic"])
+    assert mirrored["p_value_down"] == pytest.approx(joint["p_value"], abs=0.01)
+    with pytest.raises(ValueError, match="at least two"):
+        feature_space.updown_joint_test([t2])
+
+
+def test_joint_test_uses_one_relabelling_for_both_tables():
+    """Two copies of one table: the joint p equals the single-table p (the same relabelling applies to both)."""
+    rng = np.random.default_rng(4)
+    table = {f"m{k}": {**{f"Down{i}": rng.normal() for i in range(1, 4)},
+                       **{f"Up{i}": rng.normal() + 0.8 for i in range(1, 4)}} for k in range(3)}
+    single = feature_space.updown_test(table, n_permutations=10**5)
+    joint = feature_space.updown_joint_test([table, table], n_permutations=10**5)
+    assert single["method"].startswith("exact") and joint["p_value"] == pytest.approx(single["p_value"])
+
+
+def test_holm_rejects_step_down():
+    from glassbox.measure.stats import holm
+
+    assert holm([0.01, 0.04, 0.03], 0.05).tolist() == [True, False, False]   # 0.01 < .05/3; 0.03 > .05/2
+    assert holm([0.001, 0.02, 0.04], 0.05).tolist() == [True, True, True]
+    assert holm([0.001, math.nan], 0.05).tolist() == [True, False]           # NaN: not tested, not counted
+
+
 # --- features and similarity --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -116,11 +169,14 @@ def test_permuted_copy_is_invisible_to_cka_and_svcca_but_not_to_cosine(relu_feat
     y = feature_space.permuted_copy({"L": x}, seed=0)["L"]
     assert sorted(map(tuple, y.T)) == sorted(map(tuple, x.T))        # the same columns, reordered
     results = {m: feature_space.compare_features(x, y, m, chance_draws=9, seed=0) for m in feature_space.METRICS}
-    for metric in ("linear_cka", "linear_cka_debiased", "svcca", "matched_cosine"):
+    for metric in ("linear_cka", "linear_cka_debiased", "svcca", "pwcca", "matched_cosine"):
         assert results[metric]["value"] == pytest.approx(1.0, abs=1e-6), metric
         assert results[metric]["p_value"] == pytest.approx(1 / 10)
         assert results[metric]["chance"] < 0.9
     assert results["cosine"]["value"] < 0.99
+    assert results["svcca"]["kept_x"] == results["svcca"]["kept_y"] <= 16     # a copy keeps as many on each side
+    assert results["svcca"]["chance_kept"] == pytest.approx(
+        chance_level("cca", 200, int(results["svcca"]["kept_x"]), int(results["svcca"]["kept_y"]), seed=0).mean)
 
 
 def test_compare_features_reports_too_few_samples_as_nan():
@@ -149,31 +205,36 @@ def test_paper_table_layout_and_average():
 # --- a tiny grid, end to end -------------------------------------------------------------------------------
 
 TINY = unet_grid.QuConfig(
-    data=lowdose_ct.CTDataConfig(n=32, n_patients=3, slices_per_patient=2),
+    data=lowdose_ct.CTDataConfig(n=64, n_patients=3, slices_per_patient=4),
     denoiser=DenoiserConfig(width=0.0625, residual=True, patch_size=16, n_patches=16, epochs=1, lr=1e-3),
-    depths=(5,), feature_patch_size=16, n_feature_images=80, chance_draws=4, cluster_samples=12,
-    cluster_permutations=9, test_permutations=99)
+    depths=(5,), feature_patch_size=16, chance_draws=4, cka_test_draws=199, cluster_samples=12,
+    cluster_permutations=99, test_permutations=99, bootstrap=50)
 
 
-def test_tiny_grid_end_to_end():
-    pairs = lowdose_ct.simulate_patients(32, 3, 2, seed=0)
+def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path))
+    pairs = lowdose_ct.simulate_patients(64, 3, 4, seed=0)
     models = unet_grid.train_grid(TINY, pairs, seed=0, progress=False)
-    assert set(models) == {(5, s, t) for s in ("random", "fixed") for t in (0, 1)}
+    assert set(models) == {(5, s, t) for s in ALL_SEEDINGS for t in (0, 1)}
+    assert len(list((tmp_path / "denoiser").glob("*.pt"))) == 4      # trial 1 trained once for the three modes
     split = unet_denoiser.prepare_data(unet_grid.denoiser_config(TINY, 5, 0), pairs).split
-    t1 = unet_grid.table1(models, pairs, split["test"]).set_index("seeding")
-    assert t1.loc["fixed", "identical_weights"] and t1.loc["fixed", "difference"] == 0.0
-    assert not t1.loc["random", "identical_weights"]
-    assert t1.loc["random", "paper_mean_psnr"] == 38.68
+    t1 = unet_grid.table1(models, pairs, split["test"], n_boot=50).set_index("seeding")
+    assert t1.loc["fully_fixed", "identical_weights"] and t1.loc["fully_fixed", "difference"] == 0.0
+    assert not t1.loc["fixed", "identical_weights"] and not t1.loc["random", "identical_weights"]
+    assert t1.loc["random", "psnr_trial1"] == t1.loc["fixed", "psnr_trial1"]   # the same trial 1
+    assert t1.loc["random", "difference_lo"] <= t1.loc["random", "difference_signed"] <= t1.loc["random", "difference_hi"]
+    assert t1.loc["random", "stability_margin"] > 0 and t1.loc["random", "paper_mean_psnr"] == 38.68
 
     inputs = feature_space.feature_inputs(TINY, pairs, split["test"], seed=0)
-    assert tuple(inputs.shape) == (80, 1, 16, 16)
+    tiles = lowdose_ct.grid_tiles(pairs[split["test"][0]][1], 16, min_foreground=0.25)
+    assert tuple(inputs.shape) == (len(tiles), 1, 16, 16)            # every disjoint tile with body, no more
     feats = feature_space.grid_features(models, inputs)
     assert list(feats[(5, "random", 0)]) == ["Down1", "Down2", "Bottleneck", "Up1", "Up2"]
     long = feature_space.similarity_long(feats, TINY, seed=0, metrics=("linear_cka", "cosine", "svcca"))
-    fixed = long[long["seeding"] == "fixed"]
-    assert np.allclose(fixed["value"], 1.0)                            # bit-identical trials
+    assert set(long["seeding"]) == {"random", "fixed"}                # the floor is not part of the tables
+    floors = feature_space.floor_table(feats)
+    assert floors.loc["U5-FF", "max feature difference"] == 0.0
+    tests = feature_space.layer_tests(feats, TINY, seed=0)
+    assert len(tests) == 2 * 4 and tests["p_value"].between(1 / 200, 1).all()
     clusters = feature_space.clustering_table({"U5-R": (feats[(5, "random", 0)], feats[(5, "random", 1)])}, TINY)
-    assert len(clusters) == 5 and clusters["ari"].between(-1, 1).all()
-    verdicts = feature_space.verdicts(t1.reset_index(), long, clusters, n_permutations=99)
-    assert len(verdicts) == 3
-    assert verdicts.loc[2, "verdict"].startswith("refuted on deterministic hardware")
+    assert len(clusters) == 5 and clusters["ari"].between(-1, 1).all() and clusters["twin_nn_p_value"].between(0, 1).all()

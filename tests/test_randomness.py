@@ -78,6 +78,13 @@ def test_ulp_perturbation_rejects_bad_targets():
 
 # --- conditions ----------------------------------------------------------------------------------------------
 
+def test_qus_modes_are_conditions_and_noise_is_an_extra():
+    assert randomness.SOURCE_FIELDS["data_order"] == {"data_seed"}                 # Qu's fixed: same initial weights
+    assert randomness.SOURCE_FIELDS["init_and_order"] == {"init_seed", "data_seed"}  # Qu's random
+    assert "Qu's fixed" in randomness.CONDITIONS["data_order"] and "not Qu's" in randomness.CONDITIONS["noise"]
+    assert set(randomness.SEED_LEVEL) | set(randomness.ROUNDING_LEVEL) | {"identical"} == set(randomness.CONDITIONS)
+
+
 @pytest.mark.parametrize("condition", list(randomness.CONDITIONS))
 def test_each_condition_changes_only_what_it_says(condition):
     for pair in range(3):
@@ -172,6 +179,51 @@ def test_ulp_trial_starts_one_ulp_away_and_snapshots_are_the_weights(tiny_trials
     assert np.array_equal(a["weights"][0], torch.cat([p.detach().reshape(-1) for p in init.parameters()]).numpy())
     final = torch.cat([a["state_dict"][name].reshape(-1) for name, _ in init.named_parameters()]).numpy()
     assert np.array_equal(a["weights"][-1], final)
+
+
+def test_kernel_noise_rounds_every_gradient_by_at_most_one_ulp_and_is_seeded():
+    model = UNet(5, 0.0625)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def grads(noise):
+        model.zero_grad(set_to_none=True)
+        handles = noise.attach(model) if noise is not None else []
+        model(x).square().mean().backward()
+        for h in handles:
+            h.remove()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    clean, a, b, other = grads(None), grads(randomness.KernelNoise(3)), grads(randomness.KernelNoise(3)), \
+        grads(randomness.KernelNoise(4))
+    moved = 0
+    for name, g in clean.items():
+        up, down = torch.nextafter(g, torch.full_like(g, math.inf)), torch.nextafter(g, torch.full_like(g, -math.inf))
+        assert bool(((a[name] == g) | (a[name] == up) | (a[name] == down)).all()), name    # at most one ulp
+        assert torch.equal(a[name], b[name])                                             # seeded
+        moved += int((a[name] != g).sum())
+    total = sum(g.numel() for g in clean.values())
+    assert 0.5 * total < moved < 0.8 * total                        # two thirds of the elements move
+    assert any(not torch.equal(a[n], other[n]) for n in clean)      # another seed, other roundings
+
+
+def test_patch_positions_do_not_move_with_the_noise_draw(tiny_pairs):
+    """The noise condition trains on the same patches as trial A: acceptance on the noise-free phantoms."""
+    den = TINY.denoiser_for(0)
+    clean = lowdose_ct.noise_free_volumes(TINY_DATA, 0)
+    redrawn = unet_denoiser.resimulated_pairs(TINY_DATA, 0, 12345)
+    assert not np.array_equal(redrawn["S000"][1], tiny_pairs["S000"][1])       # the noise did change
+    first = unet_denoiser.prepare_data(den, tiny_pairs, foreground=clean).patch_positions
+    second = unet_denoiser.prepare_data(den, redrawn, foreground=clean).patch_positions
+    np.testing.assert_array_equal(first, second)
+
+
+def test_every_parameter_and_buffer_counts_for_identity():
+    a = UNet(5, 0.0625).state_dict()
+    b = {k: v.clone() for k, v in a.items()}
+    assert unet_denoiser.states_identical(a, b)
+    b["Down1.1.running_var"][0] += 1e-6                             # a BatchNorm buffer, not a parameter
+    assert not unet_denoiser.states_identical(a, b)
+    assert unet_denoiser.max_state_difference(a, b) == pytest.approx(1e-6, rel=0.1)   # float32 rounding of 1 + 1e-6
 
 
 def test_non_deterministic_trials_are_refused_on_cpu(tiny_pairs, tiny_eval):
