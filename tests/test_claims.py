@@ -154,6 +154,10 @@ def test_count_rule_on_both_sides_and_in_between():
     assert count_rule(5, 5, supported_when="none")[0] == "contradicted"
     assert count_rule(1, 5, supported_when="none")[0] == "inconclusive"
     assert "layers" in count_rule(1, 2, what="layers")[1]
+    assert count_rule(1, 5, supported_when="none", any_refutes=True)[0] == "contradicted"
+    assert count_rule(0, 5, supported_when="none", any_refutes=True)[0] == "supported"
+    with pytest.raises(ClaimError):
+        count_rule(1, 5, supported_when="all", any_refutes=True)
     with pytest.raises(ClaimError):
         count_rule(6, 5)
     with pytest.raises(ClaimError):

@@ -412,6 +412,18 @@ def test_fast_cka_permutation_test_equals_the_generic_permutation_baseline():
     np.testing.assert_allclose(null.draws, generic.draws, atol=1e-10)
 
 
+def test_fast_cosine_permutation_test_equals_the_generic_permutation_baseline():
+    rng = np.random.default_rng(22)
+    x = np.maximum(rng.standard_normal((90, 12)), 0) + 0.1
+    y = x + 0.3 * np.abs(rng.standard_normal((90, 12)))
+    value, null, p = C.cosine_permutation_test(x, y, n_draws=40, seed=5)
+    generic = C.permutation_chance("cosine", x, y, n_draws=40, seed=5)
+    assert value == pytest.approx(S.cosine(x, y).value, abs=1e-12)
+    np.testing.assert_allclose(null.draws, generic.draws, atol=1e-12)
+    assert null.mean == pytest.approx(S.cosine(x, y).extra["permutation_mean"], abs=0.01)
+    assert p == pytest.approx(1 / 41)
+
+
 def test_k_at_chance_inverts_the_chance_curve():
     curve = C.cca_chance_curve(2604, 60)
     assert np.all(np.diff(curve) > 0)                        # chance rises with the kept dimension

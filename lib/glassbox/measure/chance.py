@@ -20,7 +20,8 @@ of unrelated ReLU features is about 1/pi. Three ways to get one, in order of pre
 - :func:`permutation_chance` -- the metric recomputed on ``n_draws`` random re-pairings of samples (rows of
   y shuffled, in blocks of ``rows_per_sample`` rows for the ``positions`` reduction): mean, std and draws.
 - :func:`linear_cka_permutation_test` -- the same for linear CKA, thousands of draws cheaply (one centred
-  Gram matrix per side, re-indexed per draw), with the one-sided p-value.
+  Gram matrix per side, re-indexed per draw), with the one-sided p-value; :func:`cosine_permutation_test`
+  likewise for Qu et al.'s cosine (one N x N matrix of sample-to-sample cosines).
 
 The permutation null keeps each representation's own structure (spectrum, sparsity, channel means) and
 breaks only the correspondence of samples; it is the right "unrelated" for comparing two trials.
@@ -342,6 +343,27 @@ def linear_cka_permutation_test(x: ArrayLike, y: ArrayLike, *, n_draws: int = 99
     observed = value(np.arange(n))
     rng = np.random.default_rng(seed)
     draws = np.array([value(_row_permutation(n, 1, rng)) for _ in range(n_draws)])
+    p = float((1 + np.sum(draws >= observed - 1e-12)) / (1 + n_draws))
+    return observed, Chance(float(draws.mean()), float(draws.std(ddof=1)),
+                            f"permutation: {n_draws} random re-pairings of samples", n_draws, draws), p
+
+
+def cosine_permutation_test(x: ArrayLike, y: ArrayLike, *, n_draws: int = 999,
+                            seed: int | np.random.Generator = 0) -> tuple[float, Chance, float]:
+    """(observed cosine, its permutation null, one-sided p) for :func:`glassbox.measure.similarity.cosine`.
+
+    With G[i, j] = cos(x_i, y_j), the cosine of a re-pairing pi is mean_i G[i, pi(i)]: each draw costs N
+    look-ups. The draws are the ones :func:`permutation_chance` makes with the same ``seed``.
+    """
+    if n_draws < 2:
+        raise SimilarityInputError(f"n_draws must be >= 2 to give a spread, got {n_draws}")
+    observed = float(sim.cosine(x, y))
+    xa = np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    ya = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y, dtype=np.float64)
+    g = (xa / np.linalg.norm(xa, axis=1, keepdims=True)) @ (ya / np.linalg.norm(ya, axis=1, keepdims=True)).T
+    rng = np.random.default_rng(seed)
+    rows = np.arange(g.shape[0])
+    draws = np.array([g[rows, _row_permutation(g.shape[0], 1, rng)].mean() for _ in range(n_draws)])
     p = float((1 + np.sum(draws >= observed - 1e-12)) / (1 + n_draws))
     return observed, Chance(float(draws.mean()), float(draws.std(ddof=1)),
                             f"permutation: {n_draws} random re-pairings of samples", n_draws, draws), p

@@ -136,22 +136,30 @@ def p_value_rule(p_claimed: float, p_opposite: float | None = None, *, alpha: fl
     return "inconclusive", rule
 
 
-def count_rule(showing: int, total: int, *, supported_when: str = "all", what: str = "cases") -> tuple[str, str]:
+def count_rule(showing: int, total: int, *, supported_when: str = "all", any_refutes: bool = False,
+               what: str = "cases") -> tuple[str, str]:
     """A claim about every member of a family: ``showing`` of ``total`` members show the property (each by its
     own test, e.g. after a Holm correction).
 
     ``supported_when="all"`` (the claim says every member shows it): supported if all do, contradicted if none
-    does; ``"none"`` (the claim says no member shows it): supported if none does, contradicted if all do;
-    inconclusive otherwise.
+    does; ``"none"`` (the claim says no member shows it): supported if none does, contradicted if all do --
+    or, with ``any_refutes`` (a universal claim, refuted by one counterexample), if any does; inconclusive
+    otherwise.
     """
     if supported_when not in ("all", "none"):
         raise ClaimError(f"supported_when must be 'all' or 'none', got {supported_when!r}")
+    if any_refutes and supported_when != "none":
+        raise ClaimError("any_refutes applies to claims that no member shows the property (supported_when='none')")
     if isinstance(showing, bool) or isinstance(total, bool) or not 0 <= int(showing) <= int(total) or int(total) < 1:
         raise ClaimError(f"need 0 <= showing <= total and total >= 1, got showing={showing}, total={total}")
     showing, total = int(showing), int(total)
     if supported_when == "all":
         rule = f"supported if all {what} show it, contradicted if none does, inconclusive otherwise"
         verdict = "supported" if showing == total else "contradicted" if showing == 0 else "inconclusive"
+    elif any_refutes:
+        rule = (f"supported if none of the {what} shows it; contradicted if any does (one counterexample refutes "
+                "a claim about all of them)")
+        verdict = "supported" if showing == 0 else "contradicted"
     else:
         rule = f"supported if none of the {what} shows it, contradicted if all do, inconclusive otherwise"
         verdict = "supported" if showing == 0 else "contradicted" if showing == total else "inconclusive"

@@ -342,7 +342,7 @@ def claims(result: TrainingResult, run_checks: Sequence[Check] = ()) -> list[Cla
     out.append(not_testable(
         "qu-table1-random-vs-fixed", CHAPTER, "Qu et al., Sec. IV-C",
         "The performance of random-seeding models may be more stable than that of fixed-seeding models.",
-        "one pair of trials per model gives one PSNR difference per model and mode; comparing the spread of "
+        "One pair of trials per model gives one PSNR difference per model and mode; comparing the spread of "
         "differences between modes needs several pairs per model (the test set's bootstrap measures the test "
         "set, not run-to-run variation). Table I shows the differences side by side.", paper="random 0.97-1.85, "
         "fixed 0.50-5.59", unit="dB"))
