@@ -1,8 +1,9 @@
 """Profiles and run set-up: bad parameters fail at once, naming the parameter and the choices."""
+import numpy as np
 import pytest
 import torch
 
-from glassbox import profiles
+from glassbox import dicom, profiles
 from glassbox.profiles import PROFILES, default_profile, resolve_profile, setup_run
 
 
@@ -65,6 +66,7 @@ def test_every_chapter_has_every_profile(chapter):
 
 
 def test_setup_run_records_parameters_and_seeds(tmp_path):
+    dicom.write_series(tmp_path / "P1", np.zeros((1, 4, 4)), "P1", "FD", 1.0, 1.0)  # a data_dir must hold DICOM
     run = setup_run("data", profile="smoke", device="cpu", seed=7, data_dir=tmp_path)
     assert run.profile == "smoke" and run.device == torch.device("cpu") and run.seed == 7
     assert run.data_dir == tmp_path and not run.simulated

@@ -64,7 +64,7 @@ __all__ = [
     "AIR_HU", "PADDING_HU", "HU_MIN_STORABLE", "HU_MAX_STORABLE",
     "DicomError", "NotCTImageError", "CorruptDicomError", "MissingPairError", "MismatchError",
     "NoSeriesFoundError", "SeriesInfo",
-    "read_slice", "read_series", "find_mayo", "find_tcia",
+    "read_slice", "read_series", "find_mayo", "find_tcia", "first_dicom_file",
     "load_mayo", "load_tcia", "load_pairs", "write_series", "write_mayo_tree",
 ]
 
@@ -331,6 +331,19 @@ def _dicom_dirs(root: Path) -> list[Path]:
         if any(Path(f).suffix.lower() in DICOM_SUFFIXES and not f.startswith(".") for f in filenames):
             found.append(Path(dirpath))
     return found
+
+
+def first_dicom_file(root: str | os.PathLike) -> Path | None:
+    """The first DICOM file (by suffix) found in ``root`` or below it, hidden ones skipped; None if there is none.
+
+    Stops at the first hit, so it is cheap on a large tree (used to refuse an empty ``data_dir`` early).
+    """
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in DICOM_SUFFIXES and not name.startswith("."):
+                return Path(dirpath) / name
+    return None
 
 
 def _check_thickness(thickness: str) -> str:

@@ -44,13 +44,19 @@ def resolve_profile(profile: str | None) -> str:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """``None`` means simulated data; a given folder must exist."""
+    """``None`` means simulated data; a given folder must exist and hold DICOM files somewhere below it."""
     if data_dir is None or data_dir == "":
         return None
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"data_dir={str(data_dir)!r} does not exist or is not a folder; "
                                 "pass the root of a Mayo or TCIA DICOM tree, or None for simulated data")
+    from glassbox.dicom import DICOM_SUFFIXES, NoSeriesFoundError, first_dicom_file
+
+    if first_dicom_file(path) is None:
+        raise NoSeriesFoundError(f"data_dir={str(data_dir)!r} holds no DICOM files ({', '.join(DICOM_SUFFIXES)}) "
+                                 "in it or any folder below it; pass the root of a Mayo or TCIA DICOM tree, or "
+                                 "None for simulated data")
     return path
 
 
@@ -115,7 +121,7 @@ def setup_run(chapter: str, profile: str | None = None, device: str = "auto", se
     """Validate a chapter's parameters, seed everything and return the :class:`Run`.
 
     Fails at once, naming the parameter and the valid choices, for an unknown profile, an
-    unavailable device or a missing data folder.
+    unavailable device, a seed outside ``[0, 2**32)``, or a data folder that is missing or holds no DICOM files.
     """
     profile = resolve_profile(profile)
     torch_device = resolve_device(device)

@@ -271,7 +271,8 @@ def decode_value(value: Any, where: str = "value") -> Any:
             raise UnsafeEntryError(f"{where}: {args[0]!r} is not a dataclass")
         fields = [f.name for f in dataclasses.fields(cls)]
         if sorted(args[1]) != sorted(fields):
-            raise UnsafeEntryError(f"{where}: stored fields {sorted(args[1])} do not match {args[0]}'s {sorted(fields)}")
+            raise UnsafeEntryError(f"{where}: stored fields {sorted(args[1])} do not match "
+                                   f"{args[0]}'s {sorted(fields)}")
         obj = cls.__new__(cls)  # like unpickling: no __init__ / __post_init__
         for field_name in fields:
             object.__setattr__(obj, field_name, decode_value(args[1][field_name], f"{where}.{field_name}"))

@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -63,6 +62,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from glassbox import checks
+from glassbox.store import write_atomically
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -286,16 +286,8 @@ def run_fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through a fsync'd temporary file renamed into place (mode 0o666 minus the umask)."""
+    write_atomically(path, lambda handle: torch.save(obj, handle))
 
 
 def checkpoint_files(checkpoint_dir: Path) -> list[tuple[int, Path]]:
