@@ -201,7 +201,7 @@ def test_files_get_the_users_umask_not_0600(tmp_path, umask):
         written = write_atomically(tmp_path / "other.bin", lambda handle: handle.write(b"x"))
     finally:
         os.umask(old)
-    for path in (*s.paths("thing", "k1"), written):
+    for path in (*s.paths("thing", "k1"), written, tmp_path / "thing" / ".k1.lock"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 

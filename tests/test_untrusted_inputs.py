@@ -4,6 +4,7 @@ Each test here failed before issue #20 was fixed (see the test's docstring for w
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import numpy as np
@@ -155,3 +156,20 @@ def test_checkpoints_get_the_users_umask(tmp_path):
     written = list(tmp_path.rglob("epoch_*.pt"))
     assert len(written) == 2
     assert all(path.stat().st_mode & 0o777 == 0o644 for path in written)
+
+
+def test_a_killed_checkpoint_writers_temporary_file_is_cleaned_on_resume(tmp_path):
+    """Before: a run killed while writing a checkpoint left its temporary file behind for good."""
+    from glassbox import store
+    folder = tmp_path / "fit-run"
+    folder.mkdir()
+    dead = multiprocessing.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    orphan = folder / f".epoch_0001.pt.{store._host()}.{dead.pid}.0abc.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    model = nn.Linear(2, 1)
+    train.fit(model, TensorDataset(torch.zeros(4, 2), torch.zeros(4, 1)), train.paired_loss(nn.functional.mse_loss),
+              epochs=1, batch_size=2, optimizer=lambda p: torch.optim.SGD(p, lr=0.1), data_seed=0,
+              checkpoint_dir=folder, progress=False)
+    assert not orphan.exists() and (folder / "epoch_0001.pt").exists()

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from glassbox import checks
 from glassbox.losses import perceptual_loss, wgan_critic_loss, wgan_generator_loss
-from glassbox.store import write_atomically
+from glassbox.store import clean_orphans, write_atomically
 from glassbox.train import History, _set_aside, checkpoint_files, epoch_order, fit, init_model, paired_loss
 
 CHEN_LAYERS: tuple[int, ...] = (1, 3, 5)
@@ -389,6 +389,7 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
     folder = Path(checkpoint_dir) / "wgan" if checkpoint_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        clean_orphans(folder)  # temporary files of a run killed while writing a checkpoint
         state = _latest_wgan_state(folder, run_id, config.epochs)
         if state is not None:
             generator.load_state_dict(state["generator"])

@@ -366,7 +366,9 @@ def _check_ct_image(ds: Dataset, path: Path) -> tuple[int, int]:
 
 def _stored_values(ds: Dataset, path: Path, rows: int, columns: int) -> np.ndarray:
     """The stored pixel values (rows, columns): decoded here for uncompressed data, checked against the tags."""
-    syntax = ds.file_meta.get("TransferSyntaxUID")
+    syntax = _raw_value(ds.file_meta, "TransferSyntaxUID", path)
+    if not isinstance(syntax, str):
+        raise InvalidTagError(f"{path}: {_tag_name('TransferSyntaxUID')} is {str(syntax)!r}; expected one UID")
     if syntax not in _NATIVE_SYNTAXES:
         try:
             raw = ds.pixel_array

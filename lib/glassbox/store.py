@@ -401,7 +401,7 @@ class Store:
         """The inter-process lock of one entry (held while it is computed and written)."""
         payload, _ = self.paths(name, key)
         payload.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(payload.with_name(f".{key}.lock"), mode=0o666)
+        return FileLock(payload.with_name(f".{key}.lock"))  # created like other files: 0o666 minus the umask
 
     def _read(self, name: str, key: str) -> tuple[str, Any]:
         """("ok", value), ("absent", None) or ("damaged", reason); raises UnsafeEntryError."""

@@ -62,7 +62,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from glassbox import checks
-from glassbox.store import write_atomically
+from glassbox.store import clean_orphans, write_atomically
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -422,6 +422,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        clean_orphans(folder)  # temporary files of a run killed while writing a checkpoint
         state = _load_latest(folder, run_id)
         if state is not None:
             if state["epoch"] > epochs:
