@@ -395,19 +395,31 @@ def test_a_truncated_real_file_is_truncated_not_not_ct(seeds, tmp_path, keep, ma
         dicom.read_slice(target)
 
 
-@pytest.mark.parametrize("keyword, value, match", [
-    ("ImagePositionPatient", "0\\0\\nan", r"ImagePositionPatient \(0020,0032\) is '.*nan.*'; expected 3 finite"),
-    ("ImagePositionPatient", "x\\y\\z", r"ImagePositionPatient \(0020,0032\).*expected 3 finite numbers"),
-    ("ImagePositionPatient", "1\\2", r"ImagePositionPatient \(0020,0032\).*expected 3 finite numbers"),
-    ("PixelSpacing", "0\\0", r"PixelSpacing \(0028,0030\).*expected two positive numbers"),
-    ("PixelSpacing", "a\\b", r"PixelSpacing \(0028,0030\).*expected 2 finite numbers"),
-    ("PixelSpacing", "0.5\\0.5", r"PixelSpacing \(0.5, 0.5\), but .* has \(0.7, 0.7\)"),
+@pytest.mark.parametrize("edits, match", [
+    ([("ImagePositionPatient", "0\\0\\nan")], r"ImagePositionPatient \(0020,0032\) is '.*nan.*'; expected 3 finite"),
+    ([("ImagePositionPatient", "x\\y\\z")], r"ImagePositionPatient \(0020,0032\).*expected 3 finite numbers"),
+    ([("ImagePositionPatient", "1\\2")], r"ImagePositionPatient \(0020,0032\).*expected 3 finite numbers"),
+    ([("PixelSpacing", "0\\0")], r"PixelSpacing \(0028,0030\).*expected two positive numbers"),
+    ([("PixelSpacing", "a\\b")], r"PixelSpacing \(0028,0030\).*expected 2 finite numbers"),
+    ([("PixelSpacing", "0.5\\0.5")], r"PixelSpacing \(0.5, 0.5\), but .* has \(0.7, 0.7\)"),
+    # found by the deep fuzz: sorted by InstanceNumber, this slice moved to the end and the pairs slipped by one
+    ([("ImagePositionPatient", None), ("InstanceNumber", "7")], r"has no ImagePositionPatient but .* has one"),
 ])
-def test_lies_in_a_series_name_the_file(pristine_tree, tmp_path, keyword, value, match):
+def test_lies_in_a_series_name_the_file(pristine_tree, tmp_path, edits, match):
     source_root, _ = pristine_tree
     root = tmp_path / "tree"
     shutil.copytree(source_root, root)
     victim = sorted((root / "L067" / "full_1mm").iterdir())[1]
-    apply_edits(victim, victim, [(keyword, value)])
+    apply_edits(victim, victim, edits)
     with pytest.raises(DicomError, match=rf"{victim}.*{match}|{match}.*{victim.name}"):
+        dicom.load_mayo(root)
+
+
+def test_a_half_without_positions_cannot_be_paired_unchecked(pristine_tree, tmp_path):
+    source_root, _ = pristine_tree
+    root = tmp_path / "tree"
+    shutil.copytree(source_root, root)
+    for victim in (root / "L067" / "full_1mm").iterdir():
+        apply_edits(victim, victim, [("ImagePositionPatient", None)])
+    with pytest.raises(MismatchError, match=r"quarter_1mm have ImagePositionPatient but those in .*full_1mm do not"):
         dicom.load_mayo(root)

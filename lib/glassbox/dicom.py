@@ -517,7 +517,8 @@ def _pixel_spacing(ds: Dataset, path: Path) -> tuple[float, float] | None:
 def read_series(folder: str | os.PathLike) -> tuple[np.ndarray, SeriesInfo]:
     """All DICOM slices directly in ``folder`` as (S, H, W) float32 HU, sorted by ascending z.
 
-    Sorted by ``ImagePositionPatient[2]`` when every file has it, else by ``InstanceNumber``. A position,
+    Sorted by ``ImagePositionPatient[2]`` when every file has it, else (when none has it) by ``InstanceNumber``;
+    a folder where some files have positions and others not is a :class:`MismatchError`. A position,
     instance number or pixel spacing that is present but not numbers is an :class:`InvalidTagError`.
     Raises :class:`MismatchError` when slices differ in shape or pixel spacing or share a position
     (two series mixed in one folder), naming the files.
@@ -534,7 +535,12 @@ def read_series(folder: str | os.PathLike) -> tuple[np.ndarray, SeriesInfo]:
         datasets.append(ds)
 
     positions = [_numbers(ds, "ImagePositionPatient", path, 3) for path, ds in zip(files, datasets)]
-    if all(p is not None for p in positions):
+    has_position = [p is not None for p in positions]
+    if any(has_position) and not all(has_position):  # sorting the others by InstanceNumber would misplace them
+        lacking, having = files[has_position.index(False)], files[has_position.index(True)]
+        raise MismatchError(f"{lacking}: has no ImagePositionPatient but {having.name} in the same folder has one; "
+                            f"the slices of {folder} cannot be put in order (a damaged file, or two series mixed)")
+    if all(has_position):
         sorted_by = "ImagePositionPatient"
         keys = [p[2] for p in positions]  # type: ignore[index]
     else:
@@ -755,6 +761,10 @@ def _load_pair(patient: str, low_dir: Path, full_dir: Path) -> tuple[np.ndarray,
         raise MismatchError(f"patient {patient!r}: {low_dir} holds {low.shape[0]} slices of "
                             f"{low.shape[1]}x{low.shape[2]} but {full_dir} holds {full.shape[0]} slices of "
                             f"{full.shape[1]}x{full.shape[2]}; the halves of a pair must match")
+    if (low_info.positions_mm is None) != (full_info.positions_mm is None):
+        with_positions, without = (low_dir, full_dir) if low_info.positions_mm is not None else (full_dir, low_dir)
+        raise MismatchError(f"patient {patient!r}: the slices in {with_positions} have ImagePositionPatient but "
+                            f"those in {without} do not, so the halves cannot be checked to line up")
     if low_info.positions_mm is not None and full_info.positions_mm is not None:
         gap = np.abs(np.subtract(low_info.positions_mm, full_info.positions_mm))
         step = full_info.slice_spacing_mm or full_info.slice_thickness_mm or 1.0
