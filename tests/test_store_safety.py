@@ -81,6 +81,14 @@ def test_every_kind_of_stored_value_round_trips(tmp_path):
     assert back["arrays"][0].flags.writeable  # usable like the original
 
 
+def test_arrays_that_share_memory_with_tensors_round_trip(tmp_path):
+    """As kspace's models store them: a state_dict tensor and ``tensor.numpy()`` views of it (found on smoke)."""
+    weights = torch.rand(4, 4)
+    value = {"state_dict": {"mask": weights}, "eval_mask": weights.numpy(), "flat": weights.numpy().reshape(-1)}
+    back = store_round_trip(tmp_path, value)
+    assert same(back, value)
+
+
 plain = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
     | st.binary(max_size=5) | st.sampled_from([store_module._TAG, store_module._TAG + "ndarray"]),

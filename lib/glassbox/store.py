@@ -160,9 +160,9 @@ def encode_value(value: Any, where: str = "value") -> Any:
                             "string dtype (object and structured arrays can hold code)")
         if isinstance(value, np.generic):
             return (_TAG + "numpy-scalar", dtype.str, value.tobytes())
-        flat = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
-        if not flat.flags.writeable:
-            flat = flat.copy()
+        # a copy: an array may share memory with a tensor of the value (``t.numpy()``), and torch.save refuses
+        # one storage seen as two dtypes
+        flat = np.ascontiguousarray(value).reshape(-1).view(np.uint8).copy()
         return (_TAG + "ndarray", dtype.str, tuple(int(n) for n in value.shape), torch.from_numpy(flat))
     if isinstance(value, Enum):
         return (_TAG + "enum", _glassbox_class(kind, where), encode_value(value.value, f"{where}.value"))
