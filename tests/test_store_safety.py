@@ -9,7 +9,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import pickle
 import signal
 import time
 from pathlib import Path
