@@ -1,6 +1,6 @@
 """The store with entries from elsewhere and many writers: nothing runs on load, no mixed entries, no litter.
 
-Concurrency tests start real processes (``spawn``) that write into one store folder at the same time.
+Concurrency tests start real processes that write into one store folder at the same time.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from glassbox import store as store_module
 from glassbox.store import (FORMAT, Store, StoreWarning, UnsafeEntryError, clean_orphans, decode_value,
                             encode_value, get_or_compute, key_of, write_atomically)
 
-SPAWN = multiprocessing.get_context("spawn")
+# fork where there is one: spawn re-imports torch in every child, which took ~10 s per test on a busy 2-core machine
+PROCESSES = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 def same(a, b) -> bool:
@@ -226,7 +227,7 @@ def test_payload_is_fsynced_and_hashed_before_it_is_renamed(tmp_path, monkeypatc
 def test_orphan_rules(tmp_path):
     folder = tmp_path / "thing"
     folder.mkdir()
-    dead_here = SPAWN.Process(target=time.sleep, args=(0,))
+    dead_here = PROCESSES.Process(target=time.sleep, args=(0,))
     dead_here.start()
     dead_here.join()
     host = store_module._host()
@@ -249,7 +250,7 @@ def test_orphan_rules(tmp_path):
 
 def _save_many(root: str, n_keys: int, writer: int, barrier) -> None:
     s = Store(root)
-    payload = np.full(20_000, writer, dtype=np.int64)  # big enough that writes overlap
+    payload = np.full(100_000, writer, dtype=np.int64)  # 0.8 MB: big enough that writes overlap
     barrier.wait()
     for i in range(n_keys):
         s.save("race", f"k{i:03d}", {"writer": writer, "data": payload}, {"writer": writer})
@@ -268,8 +269,8 @@ def _compute_many(root: str, n_keys: int, log: str, writer: int, barrier) -> Non
 
 def _run_together(target, *args) -> None:
     """Run ``target(*args, writer, barrier)`` in two processes that start their work at the same moment."""
-    barrier = SPAWN.Barrier(2)
-    processes = [SPAWN.Process(target=target, args=(*args, writer, barrier)) for writer in (1, 2)]
+    barrier = PROCESSES.Barrier(2)
+    processes = [PROCESSES.Process(target=target, args=(*args, writer, barrier)) for writer in (1, 2)]
     for p in processes:
         p.start()
     for p in processes:
@@ -312,8 +313,8 @@ def _write_and_hang(root: str, ready) -> None:
 
 
 def test_a_killed_writers_temporary_file_is_cleaned_and_its_lock_freed(tmp_path):
-    ready = SPAWN.Event()
-    child = SPAWN.Process(target=_write_and_hang, args=(str(tmp_path), ready))
+    ready = PROCESSES.Event()
+    child = PROCESSES.Process(target=_write_and_hang, args=(str(tmp_path), ready))
     child.start()
     try:
         assert ready.wait(120), "the writer never got going"
