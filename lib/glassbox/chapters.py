@@ -64,7 +64,8 @@ def setup_run(chapter: str, profile: str | None = None, device: str = "auto", se
     """Validate a chapter's parameters, seed everything, pin the thread count and return the :class:`Run`.
 
     Fails at once, naming the parameter and the valid choices, for an unknown chapter or profile, an
-    unavailable device, a missing data folder, or a data folder given to a chapter whose study module
+    unavailable device, a seed outside ``[0, 2**32)``, a data folder that is missing or holds no DICOM files, or
+    a data folder given to a chapter whose study module
     declares ``SIMULATED_ONLY`` (the reason).
     """
     config = chapter_config(chapter, profile)

@@ -23,6 +23,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 DEVICES = ("auto", "cpu", "cuda")
+SEED_LIMIT = 2**32
+"""Chapter seeds are 32-bit: ``0 <= seed < SEED_LIMIT``. The library derives further seeds from them
+(``seed + k``, ``seed * 100_003 + i``) that must stay below torch's ``2**64`` and the training loop's ``2**63``."""
 _RECORDED_PACKAGES = ("torch", "numpy", "scipy", "scikit-image", "scikit-learn", "pydicom", "FrEIA",
                       "papermill", "jupyter-book")
 
@@ -86,8 +89,9 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     ``deterministic=False`` leaves the fast non-deterministic GPU kernels on (used to *measure*
     GPU non-determinism).
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be a non-negative integer below 2**32 = {SEED_LIMIT} (the library derives "
+                         f"further seeds from it), got {seed!r}")
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))

@@ -24,6 +24,7 @@ correlated and must not sit on both sides of a train/test boundary.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "SPLITS",
     "CTDataConfig",
     "Pairs",
+    "pairs_fingerprint",
     "normalize",
     "denormalize",
     "patient_ids",
@@ -188,6 +190,30 @@ def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None =
     from glassbox.data.dicom import load_pairs
 
     return load_pairs(data_dir, **dicom_options)
+
+
+# --- splits ---------------------------------------------------------------------------------------------------
+
+def pairs_fingerprint(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """SHA-256 (24 hex digits) of the patient ids and every pixel (as float32): the data's identity in store keys.
+
+    Content, not path: the same slices read from another folder give the same fingerprint, and any changed
+    pixel (a replaced file, another rescale) a different one. Every store key that depends on real data
+    (``data_dir``) holds it, so stale models are never served for changed files.
+    """
+    if not isinstance(pairs, Mapping) or not pairs:
+        raise ValueError("pairs must be a non-empty mapping {patient_id: (low, full)} of HU arrays")
+    digest = hashlib.sha256()
+    for pid in sorted(pairs):
+        value = pairs[pid]
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise ValueError(f"pairs[{pid!r}] must be a (low, full) tuple of arrays")
+        digest.update(str(pid).encode() + b"\0")
+        for array in value:
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            digest.update(repr(array.shape).encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()[:24]
 
 
 def split_patients(ids: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0

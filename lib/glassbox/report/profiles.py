@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from glassbox.core.repro import run_record
+from glassbox.data.dicom import DICOM_SUFFIXES, NoSeriesFoundError, first_dicom_file
 
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "paper")
 """The three profiles every chapter defines (each study module's ``PROFILE_NAMES`` maps these names to configs)."""
@@ -43,13 +44,17 @@ def resolve_profile(profile: str | None) -> str:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """``None`` means simulated data; a given folder must exist."""
+    """``None`` means simulated data; a given folder must exist and hold DICOM files somewhere below it."""
     if data_dir is None or data_dir == "":
         return None
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"data_dir={str(data_dir)!r} does not exist or is not a folder; "
                                 "pass the root of a Mayo or TCIA DICOM tree, or None for simulated data")
+    if first_dicom_file(path) is None:
+        raise NoSeriesFoundError(f"data_dir={str(data_dir)!r} holds no DICOM files ({', '.join(DICOM_SUFFIXES)}) "
+                                 "in it or any folder below it; pass the root of a Mayo or TCIA DICOM tree, or "
+                                 "None for simulated data")
     return path
 
 

@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -63,6 +62,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from glassbox.core import checks, repro
+from glassbox.core.store import clean_orphans, write_atomically
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -268,16 +268,8 @@ def run_fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through a fsync'd temporary file renamed into place (mode 0o666 minus the umask)."""
+    write_atomically(path, lambda handle: torch.save(obj, handle))
 
 
 def checkpoint_files(checkpoint_dir: Path) -> list[tuple[int, Path]]:
@@ -409,6 +401,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        clean_orphans(folder)  # temporary files of a run killed while writing a checkpoint
         state = _load_latest(folder, run_id)
         if state is not None:
             if state["epoch"] > epochs:
