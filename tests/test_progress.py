@@ -61,8 +61,19 @@ def test_track_yields_every_item_and_reports_the_count(monkeypatch):
         for item in "abc":
             seen.append(item)
             bar.update()
-    assert seen == list("abc") and out.getvalue().startswith("items: 3 patient in ")
+    assert seen == list("abc") and out.getvalue().startswith("items: 3 patients in ")
     assert list(track(range(5), "numbers")) == list(range(5))
+
+
+def test_a_loop_without_epochs_logs_its_count_when_the_interval_allows(monkeypatch):
+    monkeypatch.setenv(progress.ENV, "log")
+    out = io.StringIO()
+    with Progress(3, "models", unit="model", interval=0.0, stream=out) as bar:
+        for _ in range(3):
+            bar.update()
+    lines = out.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines[:2]] == ["models: 1/3 models", "models: 2/3 models"], lines
+    assert lines[2].startswith("models: 3 models in ") and len(lines) == 3, lines
 
 
 def test_bad_mode_in_the_environment_is_named(monkeypatch):

@@ -55,6 +55,13 @@ def mode() -> Mode:
     return "bar" if stream is not None and stream.isatty() else "log"
 
 
+def _count(n: int, unit: str) -> str:
+    """``3 patients``, ``1 model``."""
+    if n == 1:
+        return f"{n} {unit}"
+    return f"{n} {unit}es" if unit.endswith(("s", "sh", "ch", "x")) else f"{n} {unit}s"
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -78,7 +85,7 @@ class Progress:
     ``initial`` steps count as done already (a resumed run). ``enabled=False`` shows nothing.
     """
 
-    def __init__(self, total: int, desc: str, *, unit: str = "it", initial: int = 0, epochs: int | None = None,
+    def __init__(self, total: int, desc: str, *, unit: str = "item", initial: int = 0, epochs: int | None = None,
                  enabled: bool = True, interval: float = LOG_INTERVAL, stream: TextIO | None = None) -> None:
         self.total, self.desc, self.unit, self.epochs = int(total), desc, unit, epochs
         self.done = self.initial = int(initial)
@@ -113,7 +120,7 @@ class Progress:
             self._bar.update(n)
         elif self.mode == "log" and self.epochs is None and self.done < self.total and self._due():
             elapsed = time.perf_counter() - self._began
-            self._print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({elapsed:.0f} s)")
+            self._print(f"{self.desc}: {self.done}/{_count(self.total, self.unit)} ({elapsed:.0f} s)")
 
     def end_epoch(self, epoch: int, record: Mapping[str, Any]) -> None:
         """Epoch ``epoch`` finished with these numbers: the bar's postfix, or (log mode) at most one line."""
@@ -138,7 +145,7 @@ class Progress:
         if self.mode != "log" or self.done == self.initial:
             return
         elapsed = time.perf_counter() - self._began
-        ran = (f"{self.done - self.initial} {self.unit}" if self.epochs is None or self._record is None
+        ran = (_count(self.done - self.initial, self.unit) if self.epochs is None or self._record is None
                else f"epoch {self._record['epoch']}/{self.epochs}")
         self._print(f"{self.desc}: {ran} in {elapsed:.1f} s")
         if self._record is not None and not self._printed_record:
@@ -151,7 +158,7 @@ class Progress:
         self.close()
 
 
-def track(items: Iterable[T], desc: str, *, total: int | None = None, unit: str = "it",
+def track(items: Iterable[T], desc: str, *, total: int | None = None, unit: str = "item",
           enabled: bool = True) -> Iterator[T]:
     """Yield ``items`` while reporting progress through :class:`Progress` (``total`` defaults to ``len``)."""
     if total is None:
