@@ -55,13 +55,14 @@ def _normal(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pdf(request, smoke_book) -> Path:
+def pdf(request) -> Path:
     given = request.config.getoption("--pdf")
     if given:
         path = Path(given).resolve()
         if not path.is_file():
             pytest.fail(f"--pdf {given}: no such file (run `make pdf`)")
         return path
+    smoke_book = request.getfixturevalue("smoke_book")  # built only when no PDF is given
     if smoke_book.output is None:
         pytest.skip("--book-html given and no --pdf: nothing to print")
     out = smoke_book.output / "pdf" / "glassbox.pdf"
