@@ -153,8 +153,8 @@ def simulate_patients(n: int, n_patients: int, slices_per_patient: int, dose: fl
     ids = patient_ids(n_patients)
     iterator: Any = zip(ids, seeds)
     if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, total=n_patients, desc=f"simulating {n}x{n} patients")
+        from glassbox.core.progress import track
+        iterator = track(iterator, f"simulating {n}x{n} patients", total=n_patients, unit="patient")
     pairs: Pairs = {}
     for pid, (phantom_seed, noise_seed) in iterator:
         volume = phantoms.patient_volume(n, phantom_seed, slices, contrast=contrast)

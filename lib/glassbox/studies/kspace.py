@@ -357,15 +357,15 @@ def run_experiment(cfg: KSpaceConfig, seed: int = 0, device: torch.device | str 
                    data: ExperimentData | None = None) -> dict[str, Any]:
     """Simulate the data (unless given) and train every model of the chapter (through the store when
     ``use_store``). Returns ``{"data", "models" (train_model results), "config", "seed"}``."""
-    from tqdm.auto import tqdm
 
+    from glassbox.core.progress import track
     from glassbox.core.store import get_or_compute
 
     if data is None:
         data = load_experiment_data(cfg, seed, use_store, progress)
     config_dict = dataclasses.asdict(cfg)
     models = []
-    for vendor, rate, kind, repeat in tqdm(_jobs(cfg), desc="k-space models", disable=not progress, unit="model"):
+    for vendor, rate, kind, repeat in track(_jobs(cfg), "k-space models", unit="model", enabled=progress):
         key = config_dict | {"seed": seed, "vendor": vendor, "rate": rate, "kind": kind, "repeat": repeat,
                              "device_type": torch.device(device).type}
 

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from glassbox.core import checks, repro
+from glassbox.core.progress import Progress
 from glassbox.core.store import clean_orphans, write_atomically
 from glassbox.models.chen_cnn import ChenCNN
 from glassbox.models.common import DenoiserError, freeze, init_model
@@ -264,8 +264,8 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
             history.epochs = [dict(e) for e in state["history"]]
             start = int(state["epoch"])
     batches_per_epoch = -(-size // config.batch_size)
-    bar = tqdm(total=config.epochs * batches_per_epoch, initial=start * batches_per_epoch,
-               desc="WGAN-VGG (critic + generator)", unit="batch", disable=not progress, dynamic_ncols=True)
+    bar = Progress(config.epochs * batches_per_epoch, "WGAN-VGG (critic + generator)", unit="batch",
+                   initial=start * batches_per_epoch, epochs=config.epochs, enabled=progress)
     try:
         for epoch in range(start + 1, config.epochs + 1):
             began = time.perf_counter()
@@ -299,7 +299,7 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
                                          "lower the learning rate")
             record = {"phase": "wgan", "epoch": epoch, **sums, "seconds": time.perf_counter() - began}
             history.epochs.append(record)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in sums.items()}, refresh=False)
+            bar.end_epoch(epoch, record)
             if folder is not None:
                 _atomic_save({"format": WGAN_CHECKPOINT_FORMAT, "run": run_id, "epoch": epoch,
                               "generator": generator.state_dict(), "critic": critic.state_dict(),

@@ -59,9 +59,9 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
 from glassbox.core import checks, repro
+from glassbox.core.progress import Progress
 from glassbox.core.store import clean_orphans, write_atomically
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -414,8 +414,8 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
             start = history.resumed_from = state["epoch"]
 
     batches_per_epoch = -(-size // batch_size)
-    bar = tqdm(total=epochs * batches_per_epoch, initial=start * batches_per_epoch, desc=desc, unit="batch",
-               disable=not progress, dynamic_ncols=True, leave=True)
+    bar = Progress(epochs * batches_per_epoch, desc, unit="batch", initial=start * batches_per_epoch, epochs=epochs,
+                   enabled=progress)
     try:
         for epoch in range(start + 1, epochs + 1):
             began = time.perf_counter()
@@ -442,7 +442,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
                 record |= _validate(model, val_fn)
             record["seconds"] = time.perf_counter() - began
             history.epochs.append(record)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("seconds",)}, refresh=False)
+            bar.end_epoch(epoch, record)
             if folder is not None:
                 _atomic_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
                               "optimizer": opt.state_dict(), "history": history.epochs, "fingerprint": run_id},
