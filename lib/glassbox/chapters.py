@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from glassbox.core.repro import THREADS, pin_threads, resolve_device, seed_everything
+from glassbox.core.store import access_log
 from glassbox.report.profiles import PROFILE_NAMES, Run, resolve_data_dir, resolve_profile
 from glassbox.studies import (
     data,
@@ -77,6 +78,7 @@ def setup_run(chapter: str, profile: str | None = None, device: str = "auto", se
                          "call it with data_dir=None")
     seed_everything(seed, deterministic=deterministic)
     threads = pin_threads(threads)
+    access_log(clear=True)  # the run's provenance lists the store entries from here on
     parameters = {"profile": profile, "device": device, "seed": seed, "threads": threads,
                   "data_dir": str(folder) if folder else None} | extra
     return Run(chapter=chapter, profile=profile, device=torch_device, seed=seed, data_dir=folder,

@@ -35,6 +35,18 @@ from glassbox.core.repro import library_fingerprint, run_record
 T = TypeVar("T")
 
 
+_ACCESS_LOG: list[tuple[str, str, bool]] = []
+"""``(name, key, hit)`` of every :meth:`Store.get_or_compute` call of this process, in order (provenance)."""
+
+
+def access_log(clear: bool = False) -> list[tuple[str, str, bool]]:
+    """The entries this process asked the store for, ``(name, key, hit)``; ``clear`` empties the log."""
+    entries = list(_ACCESS_LOG)
+    if clear:
+        _ACCESS_LOG.clear()
+    return entries
+
+
 class StoreWarning(UserWarning):
     """A store entry was unreadable and is being recomputed."""
 
@@ -137,6 +149,7 @@ class Store:
                        seed: int | None = None, device: Any = None, progress: bool = True) -> T:
         key = key_of(name, config)
         found, value = self.load(name, key)
+        _ACCESS_LOG.append((name, key, found))
         if found:
             if progress:
                 print(f"[store] {name}: loaded {key}")
