@@ -17,14 +17,19 @@ DOSES = np.array(data.DOSES)
 
 def _law(slopes, ratios) -> data.NoiseLaw:
     sd = 11.5 * DOSES[:, None] ** np.asarray(slopes, dtype=float)[None, :]
-    return data.NoiseLaw(doses=DOSES, sd=sd, slopes=np.asarray(slopes, float), ratios=np.asarray(ratios, float))
+    return data.NoiseLaw(doses=DOSES, sd=sd, slopes=np.asarray(slopes, float), paired_dose=0.25,
+                         paired_ratios=np.asarray(ratios, float))
 
 
 def test_margins_allow_the_stated_error_of_the_quarter_dose_noise():
     slope_margin, ratio_margin = data.margins(0.10)
     assert 4 ** slope_margin == pytest.approx(1.10) and ratio_margin == pytest.approx(0.2)
+    slope_margin, ratio_margin = data.margins(0.10, dose=0.5)
+    assert 2 ** slope_margin == pytest.approx(1.10) and ratio_margin == pytest.approx(0.1 * 2 ** 0.5)
     with pytest.raises(ValueError, match="tolerance"):
         data.margins(0.0)
+    with pytest.raises(ValueError, match="dose"):
+        data.margins(0.1, dose=1.0)
 
 
 @pytest.mark.parametrize("slopes, ratios, expected", [
@@ -45,7 +50,9 @@ def test_the_real_noise_experiment_follows_the_law():
     config = data.DataChapterConfig(lowdose_ct.DATA_PROFILES["smoke"], noise_seeds=3, doses=(1.0, 0.25))
     law = data.noise_law(config, seed=0)
     assert law.sd.shape == (2, 3) and law.slope[0] == pytest.approx(-0.5, abs=0.05)
-    assert law.ratio[0] == pytest.approx(2.0, abs=0.2)
+    assert law.paired_ratios.shape == (3,) and law.ratio[0] == pytest.approx(2.0, abs=0.2)
+    claims = data.claims(law, tolerance=0.10)
+    assert claims[1].paper == pytest.approx(2.0) and "same simulated scan" in claims[1].test
 
 
 def _checks(**kw):

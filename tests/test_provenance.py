@@ -74,5 +74,5 @@ def test_provenance_shows_every_field_the_issue_asks_for():
 def test_provenance_of_a_bare_record_says_what_is_unknown():
     labels = dict(rows({"parameters": {}}))
     assert labels["git commit"] == "not a git checkout" and labels["GPU"] == "none"
-    assert labels["artifacts"] == "none from the store" and labels["wall time"] == "—"
+    assert labels["artifacts"] == "none from the store" and labels["wall time since set-up"] == "—"
     assert "<script>" not in Provenance({"parameters": {"profile": "<script>"}})._repr_html_()

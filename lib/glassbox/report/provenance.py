@@ -57,7 +57,7 @@ def rows(record: Mapping[str, Any], extra: Mapping[str, str | Sequence[str]] | N
         ("notebook code", str(record.get("notebook_source") or "—")),
         ("data", str(params.get("data_dir") or "simulated")),
         ("artifacts", artifacts or "none from the store"),
-        ("wall time", _duration(record.get("wall_seconds"))),
+        ("wall time since set-up", _duration(record.get("wall_seconds"))),
         ("computed", str(record.get("created", "—"))),
         ("packages", ", ".join(f"{k} {v}" for k, v in versions.items() if k != "torch") or "—"),
     ]

@@ -270,7 +270,7 @@ def paper_table(ledger: Ledger, reference: str, digits: int = 3, links: bool = F
         if c.reference != reference:
             continue
         unit = f" {c.unit}" if c.unit and c.ours is not None else ""
-        rows.append({"claim": f"{c.statement} ({c.source})", "paper": _num(c.paper, digits),
+        rows.append({"claim": f"{c.statement} — {c.source}", "paper": _num(c.paper, digits),
                      "ours": _num(c.ours, digits) + unit, "chance": _num(c.chance, digits),
                      "interval": _interval(c, digits), "verdict": c.verdict,
                      "where": _link(c.chapter, c.section) if links else f"{c.chapter}: {c.section or 'chapter'}"})
@@ -376,7 +376,11 @@ def numbers(ledger: Ledger) -> dict[str, Any]:
 
 
 def summary(ledger: Ledger) -> Mapping[str, Any]:
-    """Counts to quote in the prose (glue): claims, papers, chapters read and pending."""
-    return {"n_claims": len(ledger.claims), "n_papers": len([r for r in ledger.references() if r != OWN_CLAIMS]),
+    """Counts to quote in the prose (glue): claims (from papers and the book's own), papers with claims,
+    chapters read and pending, deviations."""
+    own = [c for c in ledger.claims if c.reference == OWN_CLAIMS]
+    return {"n_claims": len(ledger.claims), "n_own_claims": len(own),
+            "n_paper_claims": len(ledger.claims) - len(own),
+            "n_papers": len({c.reference for c in ledger.claims} - {OWN_CLAIMS}),
             "n_chapters": len(ledger.chapters), "n_pending": len(ledger.pending),
             "n_deviations": len(ledger.deviations)}
