@@ -28,6 +28,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from glassbox.core.paths import project_root, results_dir
 from glassbox.core.repro import library_fingerprint, notebook_fingerprint
@@ -286,17 +287,17 @@ def deviations_table(ledger: Ledger, reference: str, links: bool = False) -> pd.
 
 
 def chapters_table(ledger: Ledger) -> pd.DataFrame:
-    """One row per chapter: how many claims with each verdict, failed quality checks, deviations, status."""
+    """One row per chapter: how many claims with each verdict, failed quality checks, deviations, status
+    (``read``, or ``pending`` for a chapter whose study module defines no ``claims`` yet)."""
     rows = []
     for ch in ledger.chapters:
         failed = [c.id for c in ch.checks if not c.passed]
         rows.append({"chapter": ch.chapter, "claims": len(ch.claims), **verdict_counts(ch.claims),
                      "failed quality checks": ", ".join(failed) or "none", "deviations": len(ch.deviations),
-                     "results computed": ch.created, "status": "read"})
+                     "status": "read"})
     for name in ledger.pending:
         rows.append({"chapter": name, "claims": "—", **dict.fromkeys(VERDICTS, "—"), "failed quality checks": "—",
-                     "deviations": "—", "results computed": "—",
-                     "status": "pending: no claims ledger yet (its study module defines no `claims`)"})
+                     "deviations": "—", "status": "pending"})
     return pd.DataFrame(rows).set_index("chapter")
 
 
@@ -355,6 +356,7 @@ def summary_figure(ledger: Ledger) -> plt.Figure:
     ax.set_yticks(y, [ledger.label(r) for r in references])
     ax.invert_yaxis()
     ax.set_xlabel("claims")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, max(1.0, float(left.max(initial=0))) * 1.02)
     ax.legend(ncol=len(VERDICTS), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
