@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,8 @@ def test_whole_book_builds_on_smoke_without_warnings(tmp_path):
                           cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True)
     log = proc.stdout[-6000:] + proc.stderr[-6000:]
     assert proc.returncode == 0, f"book build failed or warned:\n{log}"
+    read = re.findall(r"reading sources\.\.\. \[\s*\d+%\] (\S+)", re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout))
+    assert read and read[-1] == "verdicts", f"the Verdicts chapter must be read (and executed) last; order: {read}"
     html = tmp_path / "_build" / "html"
     for page in toc_files():
         assert (html / f"{page}.html").exists(), f"{page}.html missing"

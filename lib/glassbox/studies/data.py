@@ -312,7 +312,7 @@ def deviations(config: DataChapterConfig, *, simulated: bool = True) -> list[Dev
         out += [
             Deviation(f"{prefix}.data", CHAPTER, ref, "data", paper_data, ours_data, why_data),
             Deviation(f"{prefix}.image", CHAPTER, ref, "image size", "512 x 512 slices, about 0.7 mm pixels",
-                      ours_image, "profile size: seconds (smoke) to a GPU (paper)"),
+                      ours_image, "the profile's compute budget (smoke: seconds on a CPU; paper: a GPU)"),
             Deviation(f"{prefix}.dose", CHAPTER, ref, "low-dose simulation", paper_dose, ours_dose, why_dose),
         ]
     return out
