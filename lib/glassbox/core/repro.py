@@ -114,9 +114,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def library_fingerprint() -> str:
-    """A short hash of the glassbox source code: results computed by other code never match it."""
-    root = Path(__file__).resolve().parent
+def library_fingerprint(root: str | os.PathLike | None = None) -> str:
+    """A short hash of the glassbox source code (every ``*.py`` under ``lib/glassbox``, all layers): results
+    computed by other code never match it. ``root`` hashes another copy of the package (tests)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]  # glassbox/, not glassbox/core/
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
