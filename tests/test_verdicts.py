@@ -123,6 +123,14 @@ def test_summary_figure_counts_each_verdict(book):
     plt.close(fig)
 
 
+def test_a_book_without_claims_yet_renders(book):
+    ledger = _gather(book, [], pending=["alpha", "beta"])
+    assert verdicts.verdicts_markdown(ledger) == "_No chapter has saved claims yet._"
+    assert verdicts.deviations_markdown(ledger) == "_No chapter has saved deviations yet._"
+    plt.close(verdicts.summary_figure(ledger))
+    assert list(verdicts.chapters_table(ledger)["status"]) == ["pending", "pending"]
+
+
 def test_missing_file_is_named(book):
     _save(book, "alpha", [_claim("alpha", "alpha.1")])
     with pytest.raises(ResultsError, match=r"beta\.json is missing: chapter 'beta'"):

@@ -364,7 +364,8 @@ def summary_figure(ledger: Ledger) -> plt.Figure:
 
 
 def numbers(ledger: Ledger) -> dict[str, Any]:
-    """The chapter's headline numbers for ``results/verdicts.json``."""
+    """The chapter's headline numbers for ``results/verdicts.json`` (the files read, with their paths and times,
+    belong in the run record: they differ between two runs of the same build)."""
     return {
         "claims": len(ledger.claims),
         "verdicts": verdict_counts(ledger.claims),
@@ -373,7 +374,6 @@ def numbers(ledger: Ledger) -> dict[str, Any]:
         "deviations": len(ledger.deviations),
         "chapters_read": [c.chapter for c in ledger.chapters],
         "chapters_pending": list(ledger.pending),
-        "inputs": {c.chapter: {"path": c.path, "created": c.created} for c in ledger.chapters},
     }
 
 
