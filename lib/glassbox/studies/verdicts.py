@@ -34,6 +34,8 @@ from glassbox.core.paths import project_root, results_dir
 from glassbox.core.repro import library_fingerprint, notebook_fingerprint
 from glassbox.core.tasks import Task
 from glassbox.measure.claims import VERDICTS, Check, Claim, ClaimError, Deviation, verdict_counts
+from glassbox.report.ledger import format_interval
+from glassbox.report.ledger import format_number as _num
 from glassbox.report.profiles import PROFILE_NAMES
 
 
@@ -243,19 +245,10 @@ def gather(required: Sequence[str], pending: Sequence[str] = (), *, profile: str
 # --- tables ---------------------------------------------------------------------------------------
 
 
-def _num(value: Any, digits: int) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        return value
-    value = float(value)
-    return f"{value:.{digits}g}" if np.isfinite(value) else "—"
-
-
 def _interval(claim: Claim, digits: int) -> str:
     if claim.interval is None:
         return "—"
-    text = f"[{_num(claim.interval[0], digits)}, {_num(claim.interval[1], digits)}]"
+    text = format_interval(claim, digits)
     return f"{text} ({claim.interval_kind})" if claim.interval_kind else text
 
 
