@@ -35,6 +35,7 @@ def _one_torch_thread():
 # tests/test_book.py asserts that it built without a warning; tests/test_browser.py opens every page of it
 # in Chromium and tests/test_pdf.py prints it. `pytest --book-html PATH` checks an existing build instead.
 
+import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -61,6 +62,7 @@ class BookBuild:
     html: Path
     returncode: int | None = None
     log: str = ""
+    read_order: tuple[str, ...] = ()
     output: Path | None = None  # the --path-output folder (its _build holds html/ and .jupyter_cache/)
     config: Path | None = None
 
@@ -106,5 +108,7 @@ def smoke_book(request, _isolated_outputs) -> BookBuild:
     proc = subprocess.run([jupyter_book(), "build", "book/", "-W", "--keep-going", "--all", "--path-output",
                            str(SMOKE_BUILD), "--config", str(config_path)],
                           cwd=ROOT, env=smoke_env(), capture_output=True, text=True)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
+    read = tuple(re.findall(r"reading sources\.\.\. \[\s*\d+%\] (\S+)", plain))
     return BookBuild(html=html, returncode=proc.returncode, log=proc.stdout[-6000:] + proc.stderr[-6000:],
-                     output=SMOKE_BUILD, config=config_path)
+                     output=SMOKE_BUILD, config=config_path, read_order=read)

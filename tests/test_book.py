@@ -68,6 +68,8 @@ def test_whole_book_builds_on_smoke_without_warnings(smoke_book):
     if smoke_book.returncode is None:
         pytest.skip("--book-html given: this test checks only a build of its own")
     assert smoke_book.returncode == 0, f"book build failed or warned:\n{smoke_book.log}"
+    read = smoke_book.read_order
+    assert read and read[-1] == "verdicts", f"the Verdicts chapter must be read (and executed) last; order: {read}"
     html = smoke_book.html
     for page in toc_files():
         assert (html / f"{page}.html").exists(), f"{page}.html missing"

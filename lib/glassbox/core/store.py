@@ -77,6 +77,18 @@ _TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]+\.t
 _PLAIN_KEYS = (str, int, float, bool, type(None), bytes)
 
 
+_ACCESS_LOG: list[tuple[str, str, bool]] = []
+"""``(name, key, hit)`` of every :meth:`Store.get_or_compute` call of this process, in order (provenance)."""
+
+
+def access_log(clear: bool = False) -> list[tuple[str, str, bool]]:
+    """The entries this process asked the store for, ``(name, key, hit)``; ``clear`` empties the log."""
+    entries = list(_ACCESS_LOG)
+    if clear:
+        _ACCESS_LOG.clear()
+    return entries
+
+
 class StoreWarning(UserWarning):
     """A store entry was unreadable and is being recomputed."""
 
@@ -489,6 +501,7 @@ class Store:
         key = key_of(name, config)
         status, value = self._read(name, key)  # fast path: no lock for an entry that is there
         if status == "ok":
+            _ACCESS_LOG.append((name, key, True))
             if progress:
                 print(f"[store] {name}: loaded {key}")
             return value
@@ -501,6 +514,7 @@ class Store:
             lock.acquire()
         try:
             found, value = self._load_locked(name, key)
+            _ACCESS_LOG.append((name, key, found))
             if found:
                 if progress:
                     print(f"[store] {name}: loaded {key}")

@@ -12,13 +12,16 @@ pins the thread count and returns a :class:`Run` with the chapter's typed config
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from glassbox.core.repro import run_record
+from glassbox.core import store
+from glassbox.core.paths import project_root
+from glassbox.core.repro import notebook_fingerprint, run_record
 from glassbox.data.dicom import DICOM_SUFFIXES, NoSeriesFoundError, first_dicom_file
 
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "paper")
@@ -69,6 +72,8 @@ class Run:
     data_dir: Path | None
     config: Any
     parameters: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    """When :func:`glassbox.chapters.setup_run` made this run (seconds since the epoch): wall time starts here."""
 
     @property
     def simulated(self) -> bool:
@@ -82,7 +87,13 @@ class Run:
                 f"threads={threads}  data={data}\n{self.config}")
 
     def record(self) -> dict[str, Any]:
-        """Parameters, versions, device and seed, for results files and store entries."""
-        return run_record(self.parameters | {"chapter": self.chapter, "profile": self.profile,
-                                             "config": self.config},
-                          seed=self.seed, device=self.device)
+        """Parameters, versions, device and seed, for results files and store entries; also the fingerprint of
+        the chapter's notebook (``book/<chapter>.ipynb``), the store entries this process loaded (hit) or
+        computed (miss) so far, and the wall time since set-up."""
+        record = run_record(self.parameters | {"chapter": self.chapter, "profile": self.profile,
+                                               "config": self.config},
+                            seed=self.seed, device=self.device)
+        record["notebook_source"] = notebook_fingerprint(project_root() / "book" / f"{self.chapter}.ipynb")
+        record["artifacts"] = [{"name": name, "key": key, "hit": hit} for name, key, hit in store.access_log()]
+        record["wall_seconds"] = time.time() - self.started_at
+        return record

@@ -22,7 +22,7 @@ import torch
 
 from glassbox.core.paths import results_dir
 from glassbox.core.store import write_atomically
-from glassbox.measure.claims import Check, Claim
+from glassbox.measure.claims import Check, Claim, Deviation
 
 SCHEMA = 2
 """2: non-finite numbers are the strings "NaN", "Infinity", "-Infinity" (1 wrote them as null)."""
@@ -90,16 +90,19 @@ def results_path(chapter: str) -> Path:
 
 def save_results(chapter: str, numbers: Mapping[str, Any], *, record: Mapping[str, Any],
                  paper: Mapping[str, Any] | None = None, profile: str | None = None,
-                 claims: Sequence[Claim] = (), checks: Sequence[Check] = ()) -> Path:
+                 claims: Sequence[Claim] = (), checks: Sequence[Check] = (),
+                 deviations: Sequence[Deviation] = ()) -> Path:
     """Write ``results/<chapter>.json`` atomically and return its path.
 
-    ``claims`` (:class:`~glassbox.measure.claims.Claim`) and ``checks``
-    (:class:`~glassbox.measure.claims.Check`) are stored as lists of plain records under ``claims`` and
-    ``checks``; the Verdicts chapter gathers them from every chapter.
+    ``claims`` (:class:`~glassbox.measure.claims.Claim`), ``checks``
+    (:class:`~glassbox.measure.claims.Check`) and ``deviations`` (:class:`~glassbox.measure.claims.Deviation`)
+    are stored as lists of plain records under those keys; the Verdicts chapter gathers them from every
+    chapter.
     """
-    for claim in claims:
-        if claim.chapter != chapter:
-            raise ValueError(f"claim {claim.id!r} belongs to chapter {claim.chapter!r}, not {chapter!r}")
+    for item in (*claims, *deviations):
+        if item.chapter != chapter:
+            kind = type(item).__name__.lower()
+            raise ValueError(f"{kind} {item.id!r} belongs to chapter {item.chapter!r}, not {chapter!r}")
     path = results_path(chapter)
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -110,6 +113,7 @@ def save_results(chapter: str, numbers: Mapping[str, Any], *, record: Mapping[st
         "paper": to_jsonable(paper) if paper is not None else None,
         "claims": [to_jsonable(c.as_dict()) for c in claims],
         "checks": [to_jsonable(c.as_dict()) for c in checks],
+        "deviations": [to_jsonable(d.as_dict()) for d in deviations],
         "record": to_jsonable(record),
     }
     text = json.dumps(document, indent=2, allow_nan=False).encode()
