@@ -62,7 +62,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from glassbox.core import checks, repro
+from glassbox.core import checks, dryrun, repro
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -424,12 +424,12 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
     bar = tqdm(total=epochs * batches_per_epoch, initial=start * batches_per_epoch, desc=desc, unit="batch",
                disable=not progress, dynamic_ncols=True, leave=True)
     try:
-        for epoch in range(start + 1, epochs + 1):
+        for epoch in dryrun.steps(range(start + 1, epochs + 1), desc):
             began = time.perf_counter()
             loader = DataLoader(dataset, batch_size=batch_size, sampler=_FixedOrder(epoch_order(size, data_seed, epoch)),
                                 num_workers=0, drop_last=False)
             total = torch.zeros((), dtype=torch.float64, device=device)
-            for batch in loader:
+            for batch in dryrun.steps(loader, desc):
                 batch = _to_device(batch, device)
                 loss = loss_fn(model, batch)
                 if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
