@@ -1,5 +1,5 @@
 # Glassbox: two commands from a fresh clone.
-#   make book   -> virtual environment + pinned dependencies + `jupyter-book build book/` (quick profile)
+#   make book   -> virtual environment + pinned dependencies + the training grid + `jupyter-book build book/` (quick)
 #   make test   -> the same environment + the test suite (smoke profile)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -8,6 +8,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.glassbox-installed
 TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
 export GLASSBOX_PROFILE ?= quick
+GRID     ?= 1
+BOOK_OUT ?= .
 
 .PHONY: setup book test test-fast bench clean clean-all
 
@@ -26,10 +28,14 @@ $(STAMP): requirements.txt pyproject.toml scripts/fetch_widget_js.sh
 	bash scripts/fetch_widget_js.sh book/_static
 	@touch $@
 
+# First every chapter's training grid on a local Dask cluster (one single-threaded worker per core; artifacts
+# already in the store are skipped), then the chapters render from the store. GRID=0 skips the grid (each chapter
+# then trains what it needs itself, one after another); BOOK_OUT moves the build (default: ./_build).
 book: $(STAMP)
 	@echo ">> building the book on profile $(GLASSBOX_PROFILE)"
-	source $(BIN)/activate && jupyter-book build book/
-	@echo ">> HTML: $(CURDIR)/_build/html/index.html"
+	@if [ "$(GRID)" != 0 ]; then source $(BIN)/activate && python -m glassbox.grid run all --profile $(GLASSBOX_PROFILE); fi
+	source $(BIN)/activate && jupyter-book build book/ --path-output $(BOOK_OUT)
+	@echo ">> HTML: $(abspath $(BOOK_OUT))/_build/html/index.html"
 
 test: $(STAMP)
 	source $(BIN)/activate && ruff check lib tests bench scripts book && python -m pytest -q

@@ -89,3 +89,11 @@ def store_pid(entry: str, config: dict[str, Any]) -> int:
     import os
 
     return get_or_compute(entry, config, os.getpid, progress=False)
+
+
+def allocate(entry: str, n_bytes: int) -> int:
+    """A task body that needs ``n_bytes`` of memory at once."""
+    import numpy as np
+
+    return get_or_compute(entry, {"bytes": n_bytes}, lambda: int(np.ones(n_bytes, dtype=np.uint8).sum()),
+                          progress=False)

@@ -28,7 +28,7 @@ import gridplans
 from glassbox import grid
 from glassbox.core import dryrun, repro
 from glassbox.core.store import Store
-from glassbox.core.tasks import PlanMismatchError, Task, cap_memory, execute, is_stored
+from glassbox.core.tasks import PlanMismatchError, Task, execute, is_stored
 from glassbox.data import lowdose_ct
 from glassbox.data.lowdose_ct import DATA_PROFILES
 from glassbox.training.loop import fit
@@ -225,12 +225,30 @@ def test_serial_run_reports_a_failure_with_its_log_and_blocks_its_dependents(tmp
     assert "about to fail" in tail and "Traceback" in tail and "ValueError: boom" in tail
 
 
-def test_memory_cap_turns_an_oversized_allocation_into_a_clear_error():
-    code = ("import numpy as np; from glassbox.core.tasks import cap_memory; cap_memory(1 << 30)\n"
-            "try:\n    np.ones(2 << 30, dtype=np.uint8)\nexcept MemoryError as e:\n    print('MemoryError', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "MemoryError Unable to allocate 2.00 GiB" in out.stdout, out.stdout + out.stderr
-    assert callable(cap_memory)
+MEMORY_CAP = """
+import sys
+sys.path.insert(0, {tests!r})
+import gridplans
+from functools import partial
+from glassbox import grid
+from glassbox.core.tasks import Task
+
+small = Task(entry="small", config={{"bytes": 1 << 20}}, run=partial(gridplans.allocate, "small", 1 << 20))
+large = Task(entry="large", config={{"bytes": 3 << 30}}, run=partial(gridplans.allocate, "large", 3 << 30))
+tasks = grid.topological([grid.Planned(t, ("test",)) for t in (small, large)])
+for o in grid.run_serial(tasks, store_root={store!r}, dry_run=True, memory_cap=2 << 30):
+    print("OUTCOME", o.planned.task.entry, o.status, o.error)
+"""
+
+
+def test_a_task_beyond_the_memory_cap_fails_with_a_clear_error_not_a_crash(tmp_path):
+    script = MEMORY_CAP.format(tests=str(Path(__file__).parent), store=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("OUTCOME")]
+    assert lines[0] == "OUTCOME small computed ", out.stdout + out.stderr[-3000:]
+    assert lines[1].startswith("OUTCOME large failed out of memory: the task needs more than the limit"), lines
+    assert "Unable to allocate 3.00 GiB" in lines[1]
+    assert not list(tmp_path.glob("*/*.json"))  # a dry run writes only into its scratch store, then deletes it
 
 
 def test_cli_plan_lists_the_tasks_and_what_is_stored(tmp_path, capsys):
