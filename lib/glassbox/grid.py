@@ -307,7 +307,8 @@ def run_grid(planned: Sequence[Planned], client: Any, *, store_root: str | os.Pa
             resources = {"GPU": 1} if gpu and p.task.gpu else None
             futures[p.key] = client.submit(
                 execute, p.task, *deps, store_root=str(work_root), seed=seed, log_dir=str(logs), dry=dry_run,
-                memory_cap=memory_cap if not (gpu and p.task.gpu) else None, key=f"{p.task.entry}-{p.key}-{run_id}", pure=False, retries=retries, resources=resources)
+                memory_cap=None if resources else memory_cap, key=f"{p.task.entry}-{p.key}-{run_id}", pure=False,
+                retries=retries, resources=resources)
         show = sys.stderr.isatty() if progress is None else progress
         with tqdm(total=len(futures), desc="grid" + (" (dry run)" if dry_run else ""), unit="task",
                   disable=not show) as bar:
@@ -325,7 +326,11 @@ def run_grid(planned: Sequence[Planned], client: Any, *, store_root: str | os.Pa
                 dep = by_key[failed_deps[0]].task
                 outcomes[p.key] = Outcome(p, "blocked", error=f"dependency {dep.entry} {dep.key} ({dep.label}) failed")
             else:
-                outcomes[p.key] = Outcome(p, "failed", error=_describe_error(future.exception(), memory_limit),
+                try:
+                    error = future.exception()
+                except Exception as exc:  # noqa: BLE001 - a cancelled future raises instead of returning it
+                    error = exc
+                outcomes[p.key] = Outcome(p, "failed", error=_describe_error(error, memory_limit),
                                           attempts=retries + 1, log=str(log_path(logs, p.task)))
     finally:
         for future in futures.values():

@@ -6,6 +6,10 @@ makes *the same* ``get_or_compute`` call the chapter makes (same entry name, sam
 has run every task, executing the chapter finds every artifact in the store and trains nothing. The grid
 (``python -m glassbox.grid``) orders tasks by :attr:`Task.deps`, skips those already stored, and runs the rest
 side by side; each task runs through :func:`execute` on a worker.
+
+``plan()`` must be cheap (it runs on the machine that starts the grid): it names entries and configs and
+builds ``run`` closures, it does not load data. A training loop that a task runs wraps its epoch loop and its
+batch loop in :func:`glassbox.core.dryrun.steps`, so ``grid run --dry-run`` can try a profile in minutes.
 """
 from __future__ import annotations
 
