@@ -84,11 +84,26 @@ def fail() -> None:
     raise ValueError("boom: a bad configuration")
 
 
-def store_pid(entry: str, config: dict[str, Any]) -> int:
-    """A task body that stores the id of the process that ran it."""
+def store_pid(entry: str, config: dict[str, Any], ready: str | None = None, runs: int = 2, hold_s: float = 0.0,
+              size: int = 1) -> Any:
+    """A task body that stores the id of the process that ran it (``size`` copies of it in an int32 tensor).
+
+    With ``ready`` (a folder), computing starts only once ``runs`` files are there (each grid run drops one when
+    its workers are up), then takes ``hold_s`` seconds: concurrent grid runs then write the same keys at once,
+    and with a large ``size`` the writes take long enough to overlap.
+    """
     import os
 
-    return get_or_compute(entry, config, os.getpid, progress=False)
+    import torch
+
+    def compute() -> Any:
+        deadline = time.monotonic() + 900
+        while ready is not None and len(os.listdir(ready)) < runs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(hold_s)
+        return os.getpid() if size == 1 else torch.full((size,), os.getpid(), dtype=torch.int32)
+
+    return get_or_compute(entry, config, compute, progress=False)
 
 
 def allocate(entry: str, n_bytes: int) -> int:
@@ -97,3 +112,10 @@ def allocate(entry: str, n_bytes: int) -> int:
 
     return get_or_compute(entry, {"bytes": n_bytes}, lambda: int(np.ones(n_bytes, dtype=np.uint8).sum()),
                           progress=False)
+
+
+def pid_probes(n: int, ready: str | None = None, hold_s: float = 0.0, size: int = 1) -> list[Task]:
+    """``n`` quick tasks that store the id of the process that ran them: two writers of one key write different
+    payloads, so a payload paired with the other writer's checksum is detected (see :func:`store_pid`)."""
+    return [Task(entry="pid-probe", config={"i": i}, label=f"pid probe {i}",
+                 run=partial(store_pid, "pid-probe", {"i": i}, ready, 2, hold_s, size)) for i in range(n)]

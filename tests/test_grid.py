@@ -87,9 +87,10 @@ def assert_same_entries(root_a: Path, root_b: Path, tasks: list[grid.Planned]) -
 
 
 def store_snapshot(root: Path) -> dict[str, float]:
-    """Every entry file of a store with its modification time (the grid's logs excluded)."""
+    """Every entry file of a store with its modification time (not the grid's logs, checkpoints, locks, temp files)."""
     return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*")
-            if p.is_file() and grid.GRID_FOLDER not in p.parts and "_checkpoints" not in p.parts}
+            if p.is_file() and not p.name.startswith(".") and grid.GRID_FOLDER not in p.parts
+            and "_checkpoints" not in p.parts}
 
 
 # --- dry runs ---------------------------------------------------------------------------------------------
@@ -306,6 +307,16 @@ def test_slurm_cpu_jobs_run_one_single_threaded_worker_per_core(tmp_path):
     assert "#SBATCH --mem=32768M" in script
 
 
+def test_slurm_cluster_accepts_the_configuration_without_submitting_a_job():
+    from dask_jobqueue import SLURMCluster
+
+    config = grid.SlurmConfig.from_mapping({"partition": "gpu", "memory": "16GB", "gpus": 1, "host": "127.0.0.1"})
+    with SLURMCluster(**config.cluster_kwargs()) as cluster:  # starts only the scheduler; sbatch runs on scale()
+        script = cluster.job_script()
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+    assert f"dask_worker {cluster.scheduler_address}" in script and "--resources GPU=1" in script
+
+
 @pytest.mark.parametrize("data, message", [
     ({"memory": "8GB"}, "missing required key"),
     ({"partition": "p", "memory": "8GB", "gpu": 1}, "unknown key"),
@@ -407,7 +418,9 @@ def test_a_worker_killed_mid_task_leads_to_a_retry_and_the_same_result(client, t
 # --- two grids at once, chapters after a grid, paper dry runs (slow: processes and notebooks) ---------------
 
 TWO_RUNS = """
+import os
 import sys
+from pathlib import Path
 sys.path.insert(0, {tests!r})
 import cloudpickle, gridplans
 cloudpickle.register_pickle_by_value(gridplans)
@@ -415,8 +428,10 @@ from glassbox import grid
 from glassbox.data.lowdose_ct import DATA_PROFILES
 
 if __name__ == "__main__":
-    tasks = grid.topological([grid.Planned(t, ("test",)) for t in gridplans.plan(DATA_PROFILES["smoke"], trials=3)])
+    tasks = grid.topological([grid.Planned(t, ("test",)) for t in gridplans.plan(DATA_PROFILES["smoke"], trials=3)
+                              + gridplans.pid_probes(30, ready={ready!r}, hold_s=0.1, size=1 << 22)])
     with grid.open_client(workers=2) as client:
+        Path({ready!r}, str(os.getpid())).touch()  # the probes start once both runs are up
         outcomes = grid.run_grid(tasks, client, store_root={store!r}, progress=False)
     print("STATUSES", [o.status for o in outcomes])
 """
@@ -428,14 +443,18 @@ def test_two_grid_runs_at_once_on_one_store_leave_no_mismatched_entry(tmp_path):
         pytest.skip("the store has no per-key lock yet (Store.lock, issue #18's store hardening): two writers of "
                     "one key can pair one's payload with the other's checksum")
     script = tmp_path / "run.py"
-    script.write_text(TWO_RUNS.format(tests=str(Path(__file__).parent), store=str(tmp_path / "store")))
+    (tmp_path / "ready").mkdir()
+    script.write_text(TWO_RUNS.format(tests=str(Path(__file__).parent), store=str(tmp_path / "store"),
+                                      ready=str(tmp_path / "ready")))
     runs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True) for _ in range(2)]
     outputs = [r.communicate(timeout=900)[0] for r in runs]
     assert all(r.returncode == 0 for r in runs), outputs
     tasks = plan_of("synthetic", trials=3)
     grid.run_serial(tasks, store_root=tmp_path / "serial")
-    assert all(is_stored(Store(tmp_path / "store"), p.task) for p in tasks)  # payload matches its checksum
+    probes = planned(gridplans.pid_probes(30))  # each run stores its own pid: writers' payloads differ
+    mismatched = [f"{p.task.entry} {p.key}" for p in tasks + probes if not is_stored(Store(tmp_path / "store"), p.task)]
+    assert not mismatched, f"{len(mismatched)} of {len(tasks + probes)} entries missing or not matching their checksum"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert_same_entries(tmp_path / "serial", tmp_path / "store", tasks)
