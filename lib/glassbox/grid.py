@@ -646,7 +646,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gpu-workers", type=int, default=None,
                      help="local workers that take GPU tasks (default: one per GPU when the device is cuda)")
     run.add_argument("--memory-limit", default=None,
-                     help="memory per local worker, e.g. 10GiB (default: the machine's memory / workers)")
+                     help="memory per local worker, e.g. 10GiB (default: the machine's memory / workers; for a "
+                          "dry run at most 90%% of the free memory / workers)")
     run.add_argument("--retries", type=int, default=2, help="retries of a failed task (default 2)")
     run.add_argument("--dry-run", action="store_true",
                      help="every task takes its first optimisation step (or first batch) and stops, in a scratch "
