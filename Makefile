@@ -1,5 +1,5 @@
 # Glassbox: two commands from a fresh clone.
-#   make book   -> virtual environment + pinned dependencies + `jupyter-book build book/` (quick profile)
+#   make book   -> virtual environment + pinned dependencies + the training grid + `jupyter-book build book/` (quick)
 #   make test   -> the same environment + the test suite (smoke profile), the browser test included
 #   make pdf    -> the whole report as one PDF, _build/pdf/glassbox.pdf (Chromium's print-to-PDF)
 SHELL := /bin/bash
@@ -15,6 +15,8 @@ ASSETS := book/_vendor/.glassbox-web-assets
 SYSTEM := $(VENV)/.glassbox-system-programs
 TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
 export GLASSBOX_PROFILE ?= quick
+GRID     ?= 1
+BOOK_OUT ?= .
 
 .PHONY: setup book pdf test test-fast bench clean clean-all
 
@@ -42,11 +44,15 @@ $(ASSETS): scripts/fetch_web_assets.sh
 $(SYSTEM): scripts/install_system_packages.sh $(STAMP)
 	bash scripts/install_system_packages.sh $@
 
+# First every chapter's training grid on a local Dask cluster (one single-threaded worker per core; artifacts
+# already in the store are skipped), then the chapters render from the store. GRID=0 skips the grid (each chapter
+# then trains what it needs itself, one after another); BOOK_OUT moves the build (default: ./_build).
 book: setup
 	@test -f $(ASSETS) || { echo "!! cannot build an offline book without the web assets: run make setup"; exit 1; }
 	@echo ">> building the book on profile $(GLASSBOX_PROFILE)"
-	source $(BIN)/activate && jupyter-book build book/
-	@echo ">> HTML: $(CURDIR)/_build/html/index.html"
+	@if [ "$(GRID)" != 0 ]; then source $(BIN)/activate && python -m glassbox.grid run all --profile $(GLASSBOX_PROFILE); fi
+	source $(BIN)/activate && jupyter-book build book/ --path-output $(BOOK_OUT)
+	@echo ">> HTML: $(abspath $(BOOK_OUT))/_build/html/index.html"
 
 # one PDF of the whole report: a single-page build printed by Chromium (scripts/book_pdf.py)
 pdf: setup

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from glassbox.core import checks
+from glassbox.core import checks, dryrun
 from glassbox.data import ct_physics, phantoms
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "random_patches",
     "PairedCTDataset",
     "build_dataset",
+    "dataset_entry",
     "get_pairs",
     "make_datasets",
 ]
@@ -157,10 +158,19 @@ def simulate_patients(n: int, n_patients: int, slices_per_patient: int, dose: fl
         iterator = track(iterator, f"simulating {n}x{n} patients", total=n_patients, unit="patient")
     pairs: Pairs = {}
     for pid, (phantom_seed, noise_seed) in iterator:
+        if pairs and dryrun.active():  # a dry run simulates one patient; the rest are copies (same shapes, memory)
+            dryrun.note("simulate_patients")
+            pairs[pid] = tuple(a.copy() for a in next(iter(pairs.values())))
+            continue
         volume = phantoms.patient_volume(n, phantom_seed, slices, contrast=contrast)
         low, full = ct_physics.simulate_paired(volume, dose, noise_seed, n_angles=n_angles, i0=i0, sigma_e=sigma_e)
         pairs[pid] = (low.astype(np.float32), full.astype(np.float32))
     return pairs
+
+
+def dataset_entry(config: CTDataConfig, seed: int = 0) -> tuple[str, dict[str, Any]]:
+    """``(name, config)`` of the store entry that :func:`build_dataset` reads and writes (a grid task plans it)."""
+    return "ct-dataset", asdict(config) | {"seed": seed}
 
 
 def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = None, progress: bool = True) -> Pairs:
@@ -175,7 +185,7 @@ def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = No
                                  n_angles=config.n_angles, i0=config.i0, sigma_e=config.sigma_e,
                                  contrast=config.contrast, progress=progress)
 
-    return get_or_compute("ct-dataset", asdict(config) | {"seed": seed}, compute, root=root, progress=progress)
+    return get_or_compute(*dataset_entry(config, seed), compute, root=root, progress=progress)
 
 
 def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None = None, *,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -319,9 +320,19 @@ def deviations(config: DataChapterConfig, *, simulated: bool = True) -> list[Dev
 
 
 def plan(config: DataChapterConfig, *, seed: int, device: Any = None, data_dir: Any = None) -> list[Task]:
-    """The chapter's one store entry: the simulated data set (nothing when it reads real DICOM)."""
+    """The chapter's one expensive artifact: the simulated data set (none with real data, which is read as it is).
+
+    The task makes the chapter's own call, :func:`glassbox.data.lowdose_ct.get_pairs` with simulated data,
+    i.e. :func:`~glassbox.data.lowdose_ct.build_dataset` through the store (its key from
+    :func:`~glassbox.data.lowdose_ct.dataset_entry`). ``device`` is not used (the simulation runs on the CPU).
+    """
+    if not isinstance(config, DataChapterConfig):
+        raise ValueError(f"config must be a DataChapterConfig (a PROFILES entry), got {type(config).__name__}")
     if data_dir is not None:
         return []
-    return [Task(entry="ct-dataset", config=asdict(config.data) | {"seed": seed},
-                 run=lambda: lowdose_ct.build_dataset(config.data, seed, progress=False),
-                 label=f"simulated CT data set {config.data.n}x{config.data.n}, seed {seed}")]
+    data = config.data
+    entry, key_config = lowdose_ct.dataset_entry(data, seed)
+    label = (f"simulated CT data: {data.n_patients} patients x {data.slices_per_patient} slices of "
+             f"{data.n}x{data.n}, seed {seed}")
+    return [Task(entry=entry, config=key_config, label=label,
+                 run=partial(lowdose_ct.build_dataset, data, seed, progress=False))]

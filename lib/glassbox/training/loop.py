@@ -60,7 +60,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from glassbox.core import checks, repro
+from glassbox.core import checks, dryrun, repro
 from glassbox.core.progress import Progress
 from glassbox.core.store import clean_orphans, write_atomically
 
@@ -417,12 +417,12 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
     bar = Progress(epochs * batches_per_epoch, desc, unit="batch", initial=start * batches_per_epoch, epochs=epochs,
                    enabled=progress)
     try:
-        for epoch in range(start + 1, epochs + 1):
+        for epoch in dryrun.steps(range(start + 1, epochs + 1), desc):
             began = time.perf_counter()
             loader = DataLoader(dataset, batch_size=batch_size, sampler=_FixedOrder(epoch_order(size, data_seed, epoch)),
                                 num_workers=0, drop_last=False)
             total = torch.zeros((), dtype=torch.float64, device=device)
-            for batch in loader:
+            for batch in dryrun.steps(loader, desc):
                 batch = _to_device(batch, device)
                 loss = loss_fn(model, batch)
                 if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
