@@ -7,6 +7,7 @@ chapter's data set and tiny U-Net trainings that depend on it).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -72,6 +73,11 @@ def differences(a: Any, b: Any, where: str = "value") -> list[str]:
         if type(a) is not type(b) or len(a) != len(b):
             return [f"{where} length/type"]
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{where}[{i}]")]
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        if type(a) is not type(b):
+            return [f"{where} type"]
+        return [d for f in dataclasses.fields(a) for d in differences(getattr(a, f.name), getattr(b, f.name),
+                                                                      f"{where}.{f.name}")]
     if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
         return []
     return [] if type(a) is type(b) and a == b else [where]
@@ -371,7 +377,9 @@ def test_grid_models_are_bit_identical_to_serial_training(client, tmp_path, name
 
 
 def test_independent_tasks_run_side_by_side_and_gpu_tasks_only_on_gpu_workers(client, tmp_path):
-    outcomes = grid.run_grid(plan_of("synthetic", trials=4), client, store_root=tmp_path, progress=False)
+    # each training pauses, so one worker cannot finish them all before the other starts (robust under load)
+    outcomes = grid.run_grid(plan_of("synthetic", trials=4, training=gridplans.TinyTraining(pause_s=1.0)), client,
+                             store_root=tmp_path, progress=False)
     assert len({o.worker for o in outcomes}) == 2  # the trainings were spread over both workers
     info = client.scheduler_info()["workers"]
     pids = client.run(os.getpid)
