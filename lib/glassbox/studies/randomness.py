@@ -680,7 +680,7 @@ def plan(config: RandomnessConfig, *, seed: int, device: torch.device | str, dat
     """The data set, every redrawn noise data set and every trial, as tasks (see :func:`run_experiment`)."""
     if data_dir is not None:
         raise ValueError(f"the randomness chapter runs on simulated data only: {SIMULATED_ONLY}")
-    data = Task(lowdose_ct.DATASET_ENTRY, lowdose_ct.dataset_key(config.data, seed),
+    data = Task(*lowdose_ct.dataset_entry(config.data, seed),
                 lambda: lowdose_ct.build_dataset(config.data, seed, progress=False), label=f"simulated data (seed {seed})")
     tasks, noise_tasks = [data], {}
     _, specs, _ = design(config, seed, device)

@@ -317,7 +317,7 @@ def grid_tasks(config: QuConfig, *, seed: int, device: torch.device | str, data_
     tasks: list[Task] = []
     deps: tuple[str, ...] = ()
     if data_dir is None:
-        data_task = Task(lowdose_ct.DATASET_ENTRY, lowdose_ct.dataset_key(config.data, seed),
+        data_task = Task(*lowdose_ct.dataset_entry(config.data, seed),
                          lambda: lowdose_ct.build_dataset(config.data, seed, progress=False),
                          label=f"simulated data set (seed {seed})")
         tasks.append(data_task)
