@@ -34,6 +34,7 @@ class DryRunLog:
     """Where a dry run cut loops short: ``{loop name: number of times}``."""
 
     cut: dict[str, int] = field(default_factory=dict)
+    seen: set = field(default_factory=set)
 
     def record(self, where: str) -> None:
         self.cut[where] = self.cut.get(where, 0) + 1
@@ -78,3 +79,16 @@ def note(where: str) -> None:
     """Record in the dry run's log that the loop ``where`` was cut short by hand (see :func:`active`)."""
     if _log is not None:
         _log.record(where)
+
+
+def first_time(key: object) -> bool:
+    """In a dry run: True the first time ``key`` is asked about in this dry run, then False (outside one: True).
+
+    For work whose shapes and memory a dry run has already tried in this process -- e.g. a second training
+    that differs from the first only in its seeds -- so that it can skip the step and say so (:func:`note`).
+    """
+    if _log is None or key not in _log.seen:
+        if _log is not None:
+            _log.seen.add(key)
+        return True
+    return False

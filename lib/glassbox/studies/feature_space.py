@@ -54,6 +54,7 @@ from glassbox.measure import similarity as sim
 from glassbox.measure.claims import (
     Check,
     Claim,
+    Deviation,
     apply_checks,
     count_rule,
     p_value_rule,
@@ -502,6 +503,24 @@ def plan(config: QuConfig, *, seed: int, device: torch.device | str, data_dir: P
     return unet_grid.grid_tasks(config, seed=seed, device=device, data_dir=data_dir, control=False)
 
 
+def deviations(config: QuConfig, *, device: torch.device | str = "cpu") -> list[Deviation]:
+    """How this run's feature analysis departs from Qu et al.'s: the images the features are computed on and the
+    metric of Table II. The models' own deviations are the training chapter's (same grid)."""
+    ref = unet_grid.REFERENCE
+    rows = (f"whole {config.data.n} x {config.data.n} test slices" if config.feature_patch_size is None else
+            f"{config.feature_rows} ({config.feature_patch_size} px, at least 25 % body)")
+    return [
+        Deviation(f"{CHAPTER}.{ref}.rows", CHAPTER, ref, "feature images",
+                  "2,604 whole 512 x 512 test images of the Grand Challenge", rows,
+                  "simulated data and the profile's compute budget; disjoint crops keep the rows independent"),
+        Deviation(f"{CHAPTER}.{ref}.svcca", CHAPTER, ref, "metric",
+                  "Table II's \"CCA\" without its variant, kept dimension or feature reduction stated",
+                  f"SVCCA keeping {config.svcca_keep:.0%} of the variance on each side, on the spatial mean of "
+                  "every channel per image, with the kept dimensions reported beside each value",
+                  "the paper does not say; this is Raghu et al.'s SVCCA, the closest standard reading"),
+    ]
+
+
 # --- views ----------------------------------------------------------------------------------------------------
 
 
@@ -692,7 +711,7 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
     verdict, rule = count_rule(above, len(valid), supported_when="none", any_refutes=True,
                                what=f"Down/Up layers of the {len(_pair_keys(result.feats))} models")
     out.append(Claim(
-        id="qu-claim1-features-unrelated", chapter=CHAPTER, source="Qu et al., Abstract, Sec. IV-C and V",
+        id="qu-claim1-features-unrelated", chapter=CHAPTER, source="Qu et al., Abstract, Sec. IV-C and V", reference=unet_grid.REFERENCE,
         statement="The two training trials of a U-Net do not learn a consistent feature space; read strongly, "
                   "their features are no more alike than unrelated features.",
         test=f"linear CKA of trial 1 vs trial 2 per Down/Up layer, permutation p-value from {cfg.cka_test_draws} "
@@ -700,7 +719,7 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
              f"CKA, {above} of {len(valid)} layers above chance",
         verdict=verdict, rule=rule, ours=float(valid["linear_cka"].mean()), chance=float(valid["chance"].mean()),
         p_value=float(valid["p_value"].max()), paper="SVCCA 0.05-0.18, cosine 0.54-0.76",
-        section="metrics-and-their-chance-levels", depends_on=trained,
+        section="feature_space-metrics", depends_on=trained,
         note="The p-value shown is the largest over layers. CKA above chance does not make the features identical; "
              "it refutes only the strong reading."))
 
@@ -712,14 +731,14 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
     verdict, rule = p_value_rule(paper["p_value"], paper["p_value_down"], alpha=ALPHA,
                                  direction="Up > Down in the joint test of Tables II and III")
     out.append(Claim(
-        id="qu-claim2-paper-tables", chapter=CHAPTER, source="Qu et al., Sec. IV-C, Tables II and III",
+        id="qu-claim2-paper-tables", chapter=CHAPTER, source="Qu et al., Sec. IV-C, Tables II and III", reference=unet_grid.REFERENCE,
         statement="The decoder (Up layers) is more consistent across trials than the encoder (Down layers).",
         test="on the paper's own numbers: within-model relabelling of Down/Up layers, one joint statistic over "
              "Tables II and III (each table's Up - Down difference divided by the SD of its values; "
              f"{paper['method']}). Single tables: SVCCA {single[0]['difference']:+.3f} (p = {single[0]['p_value']:.3f}), "
              f"cosine {single[1]['difference']:+.3f} (p = {single[1]['p_value']:.3f})",
         verdict=verdict, rule=rule, ours=paper["statistic"], p_value=paper["p_value"],
-        section="verdicts-on-the-paper-s-claims",
+        section="feature_space-verdicts",
         note="A test of the paper's numbers: does its own evidence carry the claim? Layers of one network are not "
              "independent; the permutation keeps each model's values together."))
     ours = updown_joint_test([by_model(long, "svcca"), by_model(long, "cosine")], n_permutations=n_perm,
@@ -727,20 +746,20 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
     verdict, rule = p_value_rule(ours["p_value"], ours["p_value_down"], alpha=ALPHA,
                                  direction="Up > Down in the joint test of our SVCCA and cosine")
     out.append(Claim(
-        id="qu-claim2-ours", chapter=CHAPTER, source="Qu et al., Sec. IV-C, Tables II and III",
+        id="qu-claim2-ours", chapter=CHAPTER, source="Qu et al., Sec. IV-C, Tables II and III", reference=unet_grid.REFERENCE,
         statement="The decoder (Up layers) is more consistent across trials than the encoder (Down layers).",
         test=f"the same joint test on our SVCCA and cosine of the {ours['n_models']} models "
              f"(differences SVCCA {ours['differences'][0]:+.3f}, cosine {ours['differences'][1]:+.3f})",
         verdict=verdict, rule=rule, ours=ours["statistic"], p_value=ours["p_value"],
-        section="verdicts-on-the-paper-s-claims", depends_on=trained))
+        section="feature_space-verdicts", depends_on=trained))
     cka = updown_test(by_model(long, "linear_cka"), n_permutations=n_perm, seed=result.seed)
     verdict, rule = p_value_rule(cka["p_value"], cka["p_value_down"], alpha=ALPHA, direction="Up > Down (linear CKA)")
     out.append(Claim(
-        id="qu-claim2-cka", chapter=CHAPTER, source="Qu et al., Sec. IV-C (tested with linear CKA)",
+        id="qu-claim2-cka", chapter=CHAPTER, source="Qu et al., Sec. IV-C (tested with linear CKA)", reference=unet_grid.REFERENCE,
         statement="The decoder (Up layers) is more consistent across trials than the encoder (Down layers).",
         test=f"within-model relabelling test on our linear CKA, an order-invariant metric ({cka['method']})",
         verdict=verdict, rule=rule, ours=cka["difference"], p_value=cka["p_value"],
-        section="verdicts-on-the-paper-s-claims", depends_on=trained))
+        section="feature_space-verdicts", depends_on=trained))
 
     # claim 3: fixed seeding is not more stable than random seeding
     pivot = tests.pivot_table(index=["depth", "layer"], columns="seeding", values="linear_cka")
@@ -749,14 +768,14 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
     verdict, rule = p_value_rule(flip["p_value_below"], flip["p_value"], alpha=ALPHA,
                                  direction="fixed-seeding pairs less similar than random-seeding pairs")
     out.append(Claim(
-        id="qu-claim3-fixed-vs-random", chapter=CHAPTER, source="Qu et al., Sec. V",
+        id="qu-claim3-fixed-vs-random", chapter=CHAPTER, source="Qu et al., Sec. V", reference=unet_grid.REFERENCE,
         statement="Fixed seeding (the same initial weights for both trials) does not lead to a more stable feature "
                   "space than random seeding.",
         test=f"linear CKA of the fixed-seeding pair minus that of the random-seeding pair, per Down/Up layer of "
              f"the same architecture ({flip['n']} layers; trial 1 is the same training in both pairs); sign-flip "
              "tests in both directions",
         verdict=verdict, rule=rule, ours=flip["mean_difference"], p_value=flip["p_value_below"],
-        paper="average SVCCA fixed 0.06-0.10, random 0.09-0.18", section="verdicts-on-the-paper-s-claims",
+        paper="average SVCCA fixed 0.06-0.10, random 0.09-0.18", section="feature_space-verdicts",
         depends_on=trained,
         note=f"p (fixed more similar) = {flip['p_value']:.3g}. Contradicted means fixed seeding does make the "
              "trials more alike; the fully fixed control, bit-identical, is the floor of that scale."))
@@ -767,26 +786,26 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
     split = holm(fig4["p_value"].to_numpy(), ALPHA)
     verdict, rule = count_rule(int(split.sum()), len(fig4), supported_when="all", what="Down/Up layers")
     out.append(Claim(
-        id="qu-fig4-separable", chapter=CHAPTER, source="Qu et al., Fig. 4 and Sec. IV-C",
+        id="qu-fig4-separable", chapter=CHAPTER, source="Qu et al., Fig. 4 and Sec. IV-C", reference=unet_grid.REFERENCE,
         statement=f"For U-Net-{result.deepest} with fixed seeding, every layer's features cluster into large "
                   "one-trial clusters.",
         test=f"ARI of the two-cluster cut against the trial labels, permutation p ({cfg.cluster_permutations} "
              f"swaps), Holm over the layers at alpha {ALPHA}; shown: mean ARI, {int(split.sum())} of {len(fig4)} "
              "layers split by trial",
         verdict=verdict, rule=rule, ours=float(fig4["ari"].mean()), chance=0.0,
-        section="the-clustering-heatmaps-and-the-permuted-copy-control"))
+        section="feature_space-clustering"))
     copy = clusters[(clusters["pair"] == "permuted copy") & (clusters["layer"] != "Bottleneck")].dropna(subset=["ari"])
     copy_split = holm(copy["p_value"].to_numpy(), ALPHA)
     verdict, rule = count_rule(int(copy_split.sum()), len(copy), supported_when="none", any_refutes=True,
                                what="Down/Up layers")
     out.append(Claim(
-        id="qu-fig4-premise", chapter=CHAPTER, source="Qu et al., Sec. III-B.2",
+        id="qu-fig4-premise", chapter=CHAPTER, source="Qu et al., Sec. III-B.2", reference=unet_grid.REFERENCE,
         statement="If two trials' feature spaces are similar, each image clusters with its twin and no one-trial "
                   "clusters appear; one-trial clusters therefore show different feature spaces.",
         test=f"the same clustering on trial 1 of U-Net-{result.deepest} against a copy of itself with its channels "
              f"shuffled (identical information); {int(copy_split.sum())} of {len(copy)} layers split by trial",
         verdict=verdict, rule=rule, ours=float(copy["ari"].mean()), chance=0.0,
-        section="the-clustering-heatmaps-and-the-permuted-copy-control",
+        section="feature_space-clustering",
         note="Contradicted means the picture appears without any difference in the features."))
     cosine = tests.dropna(subset=["cosine_p_value"])
     cos_above = int(cosine["cosine_above_chance"].sum())
@@ -794,7 +813,7 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
     verdict, rule = count_rule(cos_above, len(cosine), supported_when="all",
                                what=f"Down/Up layers of the {len(_pair_keys(result.feats))} models")
     out.append(Claim(
-        id="qu-table3-premise", chapter=CHAPTER, source="Qu et al., Sec. III-B.1 and Table III",
+        id="qu-table3-premise", chapter=CHAPTER, source="Qu et al., Sec. III-B.1 and Table III", reference=unet_grid.REFERENCE,
         statement="Cosine similarity of corresponding features measures how consistent two feature spaces are.",
         test=f"a measure of consistency rises above its chance level where two feature spaces are related (claim 1: "
              f"linear CKA above chance in {above} of {len(valid)} layers). Per Down/Up layer, the paper's cosine "
@@ -802,7 +821,7 @@ def claims(result: FeatureResult, run_checks: Sequence[Check] = (), *, n_permuta
              f"{len(cosine)} above chance; shown: the mean cosine",
         verdict=verdict, rule=rule, ours=float(cosine["cosine"].mean()), chance=float(cosine["cosine_chance"].mean()),
         p_value=float(cosine["cosine_p_value"].min()), paper="0.54-0.76",
-        section="the-same-tables-for-metrics-that-ignore-the-order-of-channels", depends_on=trained,
+        section="feature_space-order-free", depends_on=trained,
         note=f"The p-value shown is the smallest over layers. Trial 1 against a copy of itself with its channels "
              f"shuffled (identical information) gets a cosine of {float(copy_cos.mean()):.3f} on average, not 1."))
     return apply_checks(out, run_checks)

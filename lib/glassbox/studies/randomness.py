@@ -60,7 +60,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from glassbox.core import checks as argcheck
-from glassbox.core import repro
+from glassbox.core import dryrun, repro
 from glassbox.core.tasks import Task
 from glassbox.data import ct_physics, lowdose_ct
 from glassbox.data.lowdose_ct import DATA_PROFILES
@@ -69,6 +69,7 @@ from glassbox.measure import similarity as sim
 from glassbox.measure.claims import (
     Check,
     Claim,
+    Deviation,
     apply_checks,
     count_rule,
     equivalence_rule,
@@ -79,7 +80,7 @@ from glassbox.measure.claims import (
 )
 from glassbox.measure.stats import interval, spearman_bootstrap
 from glassbox.models.unet import UNet
-from glassbox.training import unet_denoiser
+from glassbox.training import unet_denoiser, unet_grid
 from glassbox.training.loop import TrialSeeds, trial_seeds
 from glassbox.training.unet_denoiser import DenoiserConfig
 
@@ -566,9 +567,11 @@ def run_trial(config: RandomnessConfig, spec: TrialSpec, *, seed: int, pairs: un
     finally:
         probe.close()
     total = steps_per_epoch * den.epochs
+    if dryrun.active():  # a dry run took one step: measure what it has (same shapes, no meaning)
+        total = probe.steps_seen
     if probe.steps_seen != total:
         raise RuntimeError(f"the probe counted {probe.steps_seen} training steps, expected {total}")
-    snapshots = dict(probe.snapshots)
+    snapshots = {step: value for step, value in probe.snapshots.items() if step < total}
     snapshots[total] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     steps = sorted(snapshots)
     indices = _weight_indices(sum(p.numel() for p in model.parameters()), config.weight_probe)
@@ -1167,7 +1170,7 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
         verdict, rule = interval_rule((max(lo, -2.0), min(hi, 2.0)), below=0.0,
                                       what="CKA(fixed) - CKA(random)")
         out.append(Claim(
-            id="qu-fixed-seeding", chapter=CHAPTER, source="Qu et al., Sec. V",
+            id="qu-fixed-seeding", chapter=CHAPTER, source="Qu et al., Sec. V", reference=unet_grid.REFERENCE,
             statement="Fixed seeding (the same initial weights for both trials) does not make the trials' features "
                       "more alike than random seeding.",
             test=f"per pair: debiased CKA (mean over layers) of the data_order pair (same initial weights, own data "
@@ -1175,7 +1178,7 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
                  f"over {cfg.n_pairs} pairs",
             verdict=verdict, rule=rule + " (contradicted: fixed seeding does make the trials more alike)",
             ours=mean, interval=(max(lo, -2.0), min(hi, 2.0)), interval_kind="95 % t over pairs",
-            section="at-the-end-of-training-which-source-moves-the-features", depends_on=trained))
+            section="randomness-sources", depends_on=trained))
     tests = result.tests.dropna(subset=["p_value"])
     if len(tests):
         p_max = float(tests["p_value"].max())
@@ -1187,7 +1190,7 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
                  f"the {cfg.n_feature_images} test crops, one-sided permutation p; the claim needs every one of the "
                  f"{len(tests)} tests (an intersection-union test: p = the largest p); shown: the smallest CKA",
             verdict=verdict, rule=rule, ours=float(tests["cka"].min()), p_value=p_max,
-            chance=float(tests["chance"].mean()), section="at-the-end-of-training-which-source-moves-the-features",
+            chance=float(tests["chance"].mean()), section="randomness-sources",
             depends_on=trained))
     if "ulp" in conditions:
         ulp = result.pairs[result.pairs["condition"] == "ulp"]
@@ -1197,7 +1200,7 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
             id="ulp-separates", chapter=CHAPTER, source="this book",
             statement="One float32 ulp in one initial weight is enough to make two trials end with different weights.",
             test=f"ulp pairs whose final parameters and buffers are not bit-identical: {separated} of {len(ulp)}",
-            verdict=verdict, rule=rule, ours=float(separated), section="how-fast-do-two-trials-drift-apart"))
+            verdict=verdict, rule=rule, ours=float(separated), section="randomness-drift"))
     if {"ulp", "init_and_order"} <= conditions:
         d = _paired(result, "ulp", "init_and_order")
         mean, lo, hi = interval(d)
@@ -1210,19 +1213,19 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
             test=f"per pair: debiased CKA (mean over layers) of the ulp pair minus that of the init_and_order pair; "
                  f"95 % t-interval over {cfg.n_pairs} pairs",
             verdict=verdict, rule=rule, ours=mean, interval=(max(lo, -2.0), min(hi, 2.0)),
-            interval_kind="95 % t over pairs", section="how-fast-do-two-trials-drift-apart", depends_on=trained))
+            interval_kind="95 % t over pairs", section="randomness-drift", depends_on=trained))
     seed_rows = result.corr[(result.corr["pairs"] == "seed-level pairs") & (result.corr["target"] == "psnr_diff")]
     if len(seed_rows) and np.isfinite(seed_rows["lo"].iloc[0]):
         r = seed_rows.iloc[0]
         verdict, rule = equivalence_rule((r["lo"], r["hi"]), WEAK_CORRELATION, what="Spearman's rho")
         out.append(Claim(
-            id="qu-not-coupled", chapter=CHAPTER, source="Qu et al., Sec. V (Discussion)",
+            id="qu-not-coupled", chapter=CHAPTER, source="Qu et al., Sec. V (Discussion)", reference=unet_grid.REFERENCE,
             statement="The degree of feature-space inconsistency might not be coupled with performance differences.",
             test=f"Spearman's rho between 1 - CKA and |PSNR_A - PSNR_B| over the {int(r['n'])} seed-level pairs, 95 % "
                  f"bootstrap interval; 'not coupled' = |rho| < {WEAK_CORRELATION} (a weak correlation)",
             verdict=verdict, rule=rule, ours=float(r["rho"]), interval=(float(r["lo"]), float(r["hi"])),
             interval_kind="95 % bootstrap over pairs", p_value=float(r["p"]),
-            section="does-feature-dissimilarity-track-performance", depends_on=trained,
+            section="randomness-performance", depends_on=trained,
             note="Pairs share their trial A within a replicate, so the interval is, if anything, too narrow."))
     return apply_checks(out, run_checks)
 
@@ -1306,6 +1309,21 @@ def drift_table(result: RandomnessResult) -> pd.DataFrame:
     """1 - CKA (mean over pairs) per condition at the first kept steps, the middle one and the end of training."""
     steps = result.curve.groupby(["condition", "step"])["feature_dissimilarity"].mean().unstack(0)
     return steps.iloc[[0, 1, len(steps) // 2, -1]]
+
+
+def deviations(config: RandomnessConfig, *, device: torch.device | str = "cpu") -> list[Deviation]:
+    """How this run departs from Qu et al.'s training protocol (the recipe, :func:`unet_grid.recipe_deviations`)
+    and from their design (two trials per seeding mode and model)."""
+    den = config.denoiser
+    models = f"U-Net-{den.depth}, {config.n_pairs} pairs of trials per condition"
+    out = unet_grid.recipe_deviations(CHAPTER, den, n_px=config.data.n, device=device, models=models)
+    out.append(Deviation(
+        f"{CHAPTER}.{unet_grid.REFERENCE}.design", CHAPTER, unet_grid.REFERENCE, "design",
+        "two trials per seeding mode (random, fixed) of each of three U-Nets; no condition isolates a source",
+        f"{config.n_pairs} independent pairs of one U-Net-{den.depth} per condition "
+        f"({', '.join(conditions_for(config, device))}), trial B changing one source of randomness",
+        "the chapter asks which source moves the features, which the paper's two modes cannot separate"))
+    return out
 
 
 def numbers(result: RandomnessResult) -> dict[str, Any]:

@@ -26,9 +26,11 @@ import torch
 from glassbox.core import repro
 from glassbox.core.store import get_or_compute
 from glassbox.core.tasks import Task
+from glassbox.data import lowdose_ct
 from glassbox.measure.claims import (
     Check,
     Claim,
+    Deviation,
     equivalence_rule,
     interval_rule,
     not_testable,
@@ -326,7 +328,7 @@ def claims(result: TrainingResult, run_checks: Sequence[Check] = ()) -> list[Cla
     details = "; ".join(f"{r.model}: {r.difference_signed:+.2f} [{r.difference_lo:+.2f}, {r.difference_hi:+.2f}] "
                         f"vs ±{r.stability_margin:.2f} dB -> {v}" for r, v in zip(random_rows.itertuples(), per_model))
     out = [Claim(
-        id="qu-table1-stable", chapter=CHAPTER, source="Qu et al., Table I and Sec. IV-C",
+        id="qu-table1-stable", chapter=CHAPTER, source="Qu et al., Table I and Sec. IV-C", reference=unet_grid.REFERENCE,
         statement="With random seeding, the two training trials of a U-Net reach a relatively stable PSNR.",
         test="per architecture, the 95 % bootstrap interval (paired, over test slices) of trial 2 - trial 1 test "
              "PSNR, against ± the half-width of the 95 % bootstrap interval of trial 1's own mean PSNR (how far "
@@ -337,7 +339,7 @@ def claims(result: TrainingResult, run_checks: Sequence[Check] = ()) -> list[Cla
              "is, inconclusive otherwise",
         ours=float(worst["difference_signed"]), interval=(float(worst["difference_lo"]), float(worst["difference_hi"])),
         interval_kind="95 % paired bootstrap over test slices", paper="0.97-1.85", unit="dB",
-        section="table-i-mean-psnr-of-the-two-trials-and-their-difference", note=details,
+        section="unet_training-table1", note=details,
         depends_on=("gain-over-input",))]
     out.append(not_testable(
         "qu-table1-random-vs-fixed", CHAPTER, "Qu et al., Sec. IV-C",
@@ -345,11 +347,12 @@ def claims(result: TrainingResult, run_checks: Sequence[Check] = ()) -> list[Cla
         "One pair of trials per model gives one PSNR difference per model and mode; comparing the spread of "
         "differences between modes needs several pairs per model (the test set's bootstrap measures the test "
         "set, not run-to-run variation). Table I shows the differences side by side.", paper="random 0.97-1.85, "
-        "fixed 0.50-5.59", unit="dB"))
+        "fixed 0.50-5.59", unit="dB", reference=unet_grid.REFERENCE, section="unet_training-table1"))
     if result.control_gain is None:
         out.append(not_testable("recipe-control", CHAPTER, "this book (the profile's recipe)",
                                 "On a short CPU budget the paper's recipe ends worse than the low-dose input.",
-                                "this profile trains the paper's recipe itself; there is no separate control."))
+                                "this profile trains the paper's recipe itself; there is no separate control.",
+                                section="unet_training-control"))
     else:
         gain, lo, hi = result.control_gain
         verdict, rule = interval_rule((lo, hi), below=0.0, what="the control's gain over the input")
@@ -360,7 +363,7 @@ def claims(result: TrainingResult, run_checks: Sequence[Check] = ()) -> list[Cla
             test=f"test PSNR gain of a U-Net-{result.control.depth} trained with the paper's recipe over the "
                  "low-dose input, 95 % paired bootstrap over test slices",
             verdict=verdict, rule=rule, ours=gain, interval=(lo, hi), interval_kind="95 % bootstrap over test slices",
-            chance=0.0, unit="dB", section="the-control-the-paper-s-recipe-at-this-size"))
+            chance=0.0, unit="dB", section="unet_training-control"))
     other = float(result.threads["other_threads_max_weight_difference"])
     verdict, rule = interval_rule((other, other), above=0.0, what="the largest weight difference")
     out.append(Claim(
@@ -370,8 +373,29 @@ def claims(result: TrainingResult, run_checks: Sequence[Check] = ()) -> list[Cla
         test=f"largest weight difference after {result.threads['epochs']} epochs between runs with "
              f"{result.threads['threads_a']} and {result.threads['threads_b']} threads (a deterministic measurement: "
              "the interval is the value)",
-        verdict=verdict, rule=rule, ours=other, section="seeding-what-the-two-trials-share"))
+        verdict=verdict, rule=rule, ours=other, section="unet_training-seeding"))
     return apply_checks(out, run_checks)
+
+
+def deviations(config: QuConfig, *, device: torch.device | str = "cpu", simulated: bool = True) -> list[Deviation]:
+    """How this run departs from Qu et al.'s protocol: the training recipe (:func:`unet_grid.recipe_deviations`),
+    the test set and the PSNR convention. The data themselves are the data chapter's deviations."""
+    depths = ", ".join(f"-{d}" for d in config.depths).lstrip("-")
+    out = unet_grid.recipe_deviations(CHAPTER, config.denoiser, n_px=config.data.n, device=device,
+                                      models=f"U-Net-{depths}, {config.n_trials} trials per seeding mode")
+    if simulated:
+        split = lowdose_ct.split_patients(lowdose_ct.patient_ids(config.data.n_patients),
+                                          config.denoiser.split_fractions)
+        n_test = len(split["test"]) * config.data.slices_per_patient
+        out.append(Deviation(f"{CHAPTER}.{unet_grid.REFERENCE}.test-set", CHAPTER, unet_grid.REFERENCE, "test set",
+                             "2,604 test slices of the Grand Challenge",
+                             f"{n_test} simulated slices of {len(split['test'])} test patients",
+                             "simulated data (see the data chapter); the profile's compute budget"))
+    out.append(Deviation(f"{CHAPTER}.{unet_grid.REFERENCE}.psnr", CHAPTER, unet_grid.REFERENCE, "metric",
+                         "PSNR with a data range and intensity scaling the paper does not state",
+                         f"PSNR in HU with a fixed data range of {unet_denoiser.PSNR_RANGE_HU:g} HU",
+                         "the paper's convention is unknown: absolute PSNR is not comparable, differences are"))
+    return out
 
 
 # --- numbers for the results file and the text -------------------------------------------------------------

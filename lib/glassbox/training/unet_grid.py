@@ -42,6 +42,7 @@ import torch
 from glassbox.core.tasks import Task
 from glassbox.data import lowdose_ct
 from glassbox.data.lowdose_ct import DATA_PROFILES
+from glassbox.measure.claims import Deviation
 from glassbox.measure.stats import bootstrap_mean
 from glassbox.models.unet import DEPTHS, PAPER_BASE_CHANNELS, UNet, levels_of
 from glassbox.training import unet_denoiser
@@ -52,7 +53,7 @@ __all__ = [
     "PAPER_TABLE1", "PAPER_TABLE2_SVCCA", "PAPER_TABLE3_COSINE", "PAPER_LAYERS", "PAPER_WIDTHS", "QuConfig",
     "PROFILES", "TrainedModel", "model_label", "denoiser_config", "deterministic_for", "load_data", "grid_keys",
     "train_grid", "train_control", "grid_tasks", "weights_identical", "max_weight_difference", "table1",
-    "layer_features",
+    "layer_features", "recipe_deviations",
 ]
 
 
@@ -194,11 +195,11 @@ PROFILES: dict[str, QuConfig] = {
         cluster_permutations=199, test_permutations=199, bootstrap=200),
     "quick": QuConfig(
         data=DATA_PROFILES["quick"],
-        denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=32, n_patches=1600, epochs=10),
-        control=DenoiserConfig(depth=9, width=0.125, patch_size=32, n_patches=1600, epochs=10),
+        denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=32, n_patches=800, epochs=6),
+        control=DenoiserConfig(depth=9, width=0.125, patch_size=32, n_patches=800, epochs=6),
         feature_patch_size=32, n_feature_images=None, chance_draws=50, cka_test_draws=1999, cluster_samples=150),
-    "paper": QuConfig(  # simulated 512 x 512 slices, the Grand Challenge's matrix (or real ones with data_dir)
-        data=dataclasses.replace(DATA_PROFILES["paper"], n=512),
+    "paper": QuConfig(  # the data chapter's paper set: 256 x 256 simulated slices (or real ones with data_dir)
+        data=DATA_PROFILES["paper"],
         denoiser=DenoiserConfig(depth=9, width=1.0, residual=False, epochs=200, batch_size=8, lr=0.01),
         control=None,
         feature_patch_size=None, n_feature_images=None, chance_draws=100, cka_test_draws=9999, cluster_samples=200,
@@ -401,3 +402,49 @@ def table1(models: Mapping[tuple[int, str, int], TrainedModel], pairs: unet_deno
             "paper_mean_psnr": paper.get("mean_psnr", math.nan), "paper_difference": paper.get("difference", math.nan),
         })
     return pd.DataFrame(rows)
+
+
+REFERENCE = "qu2023beware"
+"""BibTeX key of Qu et al. in ``book/references.bib``."""
+
+
+def recipe_deviations(chapter: str, recipe: DenoiserConfig, *, n_px: int, models: str, device: torch.device | str
+                      ) -> list[Deviation]:
+    """How a training ``recipe`` (on ``n_px`` slices) departs from Qu et al.'s U-Net protocol, one
+    :class:`~glassbox.measure.claims.Deviation` per aspect that differs (none on the paper's own recipe).
+
+    ``models`` says in words which networks the chapter trains (e.g. "U-Net-5, -7 and -9, 2 trials each").
+    """
+    prefix = f"{chapter}.{REFERENCE}"
+    out = []
+    if recipe.width != 1.0:
+        out.append(Deviation(f"{prefix}.width", chapter, REFERENCE, "model size",
+                             f"{models} with 64 to 512 channels per level",
+                             f"{models} with {recipe.width:g} x the channels "
+                             f"({max(1, round(PAPER_BASE_CHANNELS * recipe.width))} base channels)",
+                             "the profile's compute budget (a CPU in minutes; the paper profile is full width)"))
+    if recipe.patch_size is not None or n_px != 512:
+        ours = (f"{recipe.n_patches} crops of {recipe.patch_size} x {recipe.patch_size} px cut once from "
+                f"{n_px} x {n_px} training slices" if recipe.patch_size else f"whole {n_px} x {n_px} slices")
+        out.append(Deviation(f"{prefix}.images", chapter, REFERENCE, "training images",
+                             "whole 512 x 512 slices of the Grand Challenge", ours,
+                             "the profile's compute budget; crops keep the training set small on a CPU"))
+    if recipe.epochs != 200:
+        out.append(Deviation(f"{prefix}.epochs", chapter, REFERENCE, "training length", "200 epochs",
+                             f"{recipe.epochs} epochs", "the profile's compute budget"))
+    if recipe.residual or recipe.lr != 0.01 or recipe.batch_size != 8:
+        output = ("residual output whose last convolution starts at zero (the untrained network is the identity)"
+                  if recipe.zero_head else "residual output" if recipe.residual else "plain output")
+        out.append(Deviation(f"{prefix}.recipe", chapter, REFERENCE, "training recipe",
+                             "plain output, RMSprop, learning rate 0.01, batch 8, loss L1 + L2",
+                             f"{output}, RMSprop, learning rate {recipe.lr:g}, batch {recipe.batch_size}, loss "
+                             f"{recipe.l1_weight:g} L1 + {recipe.l2_weight:g} L2",
+                             "on a short budget the paper's recipe at small width ends below its input (the "
+                             "training chapter's control run measures this)"))
+    if torch.device(device).type != "cuda":
+        out.append(Deviation(f"{prefix}.device", chapter, REFERENCE, "device",
+                             "GPU with PyTorch's default non-deterministic kernels",
+                             f"{torch.device(device).type.upper()} with deterministic algorithms: fixed-seeding "
+                             "trials differ only by their data order",
+                             "no GPU on the book's build machine"))
+    return out
