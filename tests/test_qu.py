@@ -238,3 +238,41 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
     assert len(tests) == 2 * 4 and tests["p_value"].between(1 / 200, 1).all()
     clusters = feature_space.clustering_table({"U5-R": (feats[(5, "random", 0)], feats[(5, "random", 1)])}, TINY)
     assert len(clusters) == 5 and clusters["ari"].between(-1, 1).all() and clusters["twin_nn_p_value"].between(0, 1).all()
+
+
+# --- dry runs and deviations ----------------------------------------------------------------------------------
+
+def test_a_dry_run_steps_each_training_shape_once_and_says_so():
+    from glassbox.core import dryrun
+    from glassbox.training.loop import trial_seeds
+
+    pairs = lowdose_ct.simulate_patients(32, 3, 2, seed=0)
+    recipe = DenoiserConfig(depth=5, width=0.0625, patch_size=16, n_patches=8, epochs=3, batch_size=4)
+    assert dryrun.first_time("anything") and dryrun.first_time("anything")  # outside a dry run: always
+    with dryrun.dry_run() as log:
+        _, first = unet_denoiser.train_denoiser(recipe, pairs, trial_seeds("random", 0, 0), progress=False)
+        _, second = unet_denoiser.train_denoiser(recipe, pairs, trial_seeds("random", 1, 0), progress=False,
+                                                 desc="again")
+        _, deeper = unet_denoiser.train_denoiser(recipe.__class__(**(recipe.__dict__ | {"depth": 7})), pairs,
+                                                 trial_seeds("random", 0, 0), progress=False, desc="deeper")
+    assert len(first.epochs) == 1 and math.isfinite(first.epochs[0]["train_loss"])  # one epoch, really stepped
+    assert math.isnan(second.epochs[0]["train_loss"])  # same shapes, other seeds: skipped
+    assert math.isfinite(deeper.epochs[0]["train_loss"])  # other shapes: stepped
+    assert any(k.startswith("again:") for k in log.cut) and not any(k.startswith("deeper:") for k in log.cut)
+    with dryrun.dry_run():
+        _, fresh = unet_denoiser.train_denoiser(recipe, pairs, trial_seeds("random", 1, 0), progress=False)
+    assert math.isfinite(fresh.epochs[0]["train_loss"])  # a new dry run starts afresh
+
+
+@pytest.mark.parametrize("chapter", ["unet_training", "feature_space", "randomness"])
+def test_deviations_follow_the_profile(chapter):
+    study = chapters.CHAPTERS[chapter]
+    quick = {d.aspect: d for d in study.deviations(study.PROFILES["quick"])}
+    paper = {d.aspect: d for d in study.deviations(study.PROFILES["paper"], device="cuda")}
+    assert all(d.reference == "qu2023beware" and d.chapter == chapter for d in {**quick, **paper}.values())
+    if chapter != "feature_space":
+        recipe = study.PROFILES["quick"].denoiser
+        assert f"{recipe.epochs} epochs" == quick["training length"].ours
+        assert "model size" not in paper and "device" not in paper  # paper: full width on a GPU
+        assert ("training length" in paper) == (study.PROFILES["paper"].denoiser.epochs != 200)
+        assert "device" in quick

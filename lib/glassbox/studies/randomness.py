@@ -1244,6 +1244,7 @@ def glue_values(result: RandomnessResult) -> dict[str, Any]:
         "n_pairs": cfg.n_pairs, "alt_threads": cfg.alt_threads,
         "threads": cfg.torch_threads if cfg.torch_threads is not None else "default", "n_crops": cfg.n_feature_images,
         "n_trials": len(result.experiment.trials), "total_steps": first["steps"][-1], "epochs": cfg.denoiser.epochs,
+        "paper_profile_epochs": PROFILES["paper"].denoiser.epochs,
         "psnr_trials": float(result.scores["psnr"].mean()), "psnr_trials_min": float(result.scores["psnr"].min()),
         "psnr_trials_max": float(result.scores["psnr"].max()), "psnr_input": float(result.scores["input_psnr"].iloc[0]),
         "identical_pairs": int(pairs.loc[pairs["condition"] == "identical", "weights_identical"].sum()),

@@ -442,6 +442,10 @@ def glue_values(result: TrainingResult) -> dict[str, Any]:
         "thread_same": result.threads["same_threads_max_weight_difference"],
         "thread_other": result.threads["other_threads_max_weight_difference"],
         "thread_epochs": result.threads["epochs"],
+        **{f"paper_{mode}_{end}": f([unet_grid.PAPER_TABLE1[m][mode]["difference"] for m in unet_grid.PAPER_TABLE1])
+           for mode in SEEDING_MODES for end, f in (("min", min), ("max", max))},
+        "paper_psnr_min": min(v["mean_psnr"] for m in unet_grid.PAPER_TABLE1.values() for v in m.values()),
+        "paper_psnr_max": max(v["mean_psnr"] for m in unet_grid.PAPER_TABLE1.values() for v in m.values()),
     }
     if result.control_gain is not None:
         values |= {"control_gain": result.control_gain[0], "control_gain_lo": result.control_gain[1],
