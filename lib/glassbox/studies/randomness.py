@@ -428,7 +428,7 @@ PROFILES: dict[str, RandomnessConfig] = {
         n_pairs=2, feature_patch_size=16, n_feature_images=24, chance_draws=3, cka_test_draws=99, bootstrap=50),
     "quick": RandomnessConfig(
         data=lowdose_ct.CTDataConfig(n=64, n_patients=12, slices_per_patient=8, i0=_SMALL_I0),
-        denoiser=DenoiserConfig(**(_QUICK_RECIPE | {"batch_size": 4}), patch_size=32, n_patches=128, epochs=10),
+        denoiser=DenoiserConfig(**(_QUICK_RECIPE | {"batch_size": 4}), patch_size=32, n_patches=128, epochs=6),
         n_pairs=3, feature_patch_size=32, n_feature_images=256, curve_feature_images=128, curve_slices=4,
         snapshot_every_epochs=2,
         chance_draws=20, bootstrap=2000),
@@ -440,7 +440,7 @@ PROFILES: dict[str, RandomnessConfig] = {
         snapshot_every_epochs=5,
         weight_probe=1 << 18, torch_threads=None, chance_draws=100, cka_test_draws=999, bootstrap=10000),
 }
-"""One configuration per profile (``quick``: 24 trainings of ~5 s each on a 2-core CPU)."""
+"""One configuration per profile (``quick``: 3 pairs of every CPU condition, 6 epochs each)."""
 
 
 def conditions_for(config: RandomnessConfig, device: torch.device | str) -> tuple[str, ...]:
