@@ -242,13 +242,14 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
 
 # --- dry runs and deviations ----------------------------------------------------------------------------------
 
-def test_a_dry_run_steps_each_training_shape_once_and_says_so():
+def test_a_dry_run_steps_each_training_shape_once_and_says_so(tmp_path, monkeypatch):
     from glassbox.core import dryrun
     from glassbox.training.loop import trial_seeds
 
     pairs = lowdose_ct.simulate_patients(32, 3, 2, seed=0)
     recipe = DenoiserConfig(depth=5, width=0.0625, patch_size=16, n_patches=8, epochs=3, batch_size=4)
     assert dryrun.first_time("anything") and dryrun.first_time("anything")  # outside a dry run: always
+    monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path / "one"))
     with dryrun.dry_run() as log:
         _, first = unet_denoiser.train_denoiser(recipe, pairs, trial_seeds("random", 0, 0), progress=False)
         _, second = unet_denoiser.train_denoiser(recipe, pairs, trial_seeds("random", 1, 0), progress=False,
@@ -259,9 +260,13 @@ def test_a_dry_run_steps_each_training_shape_once_and_says_so():
     assert math.isnan(second.epochs[0]["train_loss"])  # same shapes, other seeds: skipped
     assert math.isfinite(deeper.epochs[0]["train_loss"])  # other shapes: stepped
     assert any(k.startswith("again:") for k in log.cut) and not any(k.startswith("deeper:") for k in log.cut)
+    with dryrun.dry_run():  # the grid's next task: its own dry_run(), the same scratch store
+        _, later = unet_denoiser.train_denoiser(recipe, pairs, trial_seeds("random", 2, 0), progress=False)
+    assert math.isnan(later.epochs[0]["train_loss"])
+    monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path / "two"))
     with dryrun.dry_run():
         _, fresh = unet_denoiser.train_denoiser(recipe, pairs, trial_seeds("random", 1, 0), progress=False)
-    assert math.isfinite(fresh.epochs[0]["train_loss"])  # a new dry run starts afresh
+    assert math.isfinite(fresh.epochs[0]["train_loss"])  # another dry run (another store) tries it again
 
 
 @pytest.mark.parametrize("chapter", ["unet_training", "feature_space", "randomness"])

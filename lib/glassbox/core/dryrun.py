@@ -34,7 +34,6 @@ class DryRunLog:
     """Where a dry run cut loops short: ``{loop name: number of times}``."""
 
     cut: dict[str, int] = field(default_factory=dict)
-    seen: set = field(default_factory=set)
 
     def record(self, where: str) -> None:
         self.cut[where] = self.cut.get(where, 0) + 1
@@ -81,14 +80,22 @@ def note(where: str) -> None:
         _log.record(where)
 
 
-def first_time(key: object) -> bool:
-    """In a dry run: True the first time ``key`` is asked about in this dry run, then False (outside one: True).
 
-    For work whose shapes and memory a dry run has already tried in this process -- e.g. a second training
-    that differs from the first only in its seeds -- so that it can skip the step and say so (:func:`note`).
+_tried: set[tuple[str, object]] = set()
+
+
+def first_time(key: object, scope: str = "") -> bool:
+    """In a dry run: True the first time ``(scope, key)`` is asked about in this process, then False; outside a
+    dry run always True.
+
+    For work whose shapes and memory a dry run has already tried -- e.g. a second training that differs from
+    the first only in its seeds -- so that it can skip the step and say so (:func:`note`). The grid runs each
+    task in its own :func:`dry_run` but one grid dry run in one scratch store: pass that store as ``scope``
+    so that a later dry run (another store) tries everything again.
     """
-    if _log is None or key not in _log.seen:
-        if _log is not None:
-            _log.seen.add(key)
+    if _log is None:
         return True
-    return False
+    if (scope, key) in _tried:
+        return False
+    _tried.add((scope, key))
+    return True

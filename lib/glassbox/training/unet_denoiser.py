@@ -61,6 +61,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from glassbox.core import checks, dryrun
+from glassbox.core.paths import store_dir
 from glassbox.data import lowdose_ct
 from glassbox.measure import features, image_metrics
 from glassbox.models.common import init_model
@@ -448,7 +449,7 @@ def train_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *, d
                                       if init_perturbation else None, "deterministic": deterministic}
     shapes = ("train_denoiser", config.depth, config.width, config.residual, config.patch_size, config.batch_size,
               tuple(np.shape(next(iter(pairs.values()))[0])[1:]), torch.device(device).type)
-    if not dryrun.first_time(shapes):  # a dry run already took a step with these shapes: seeds change no memory
+    if not dryrun.first_time(shapes, scope=str(store_dir())):  # a dry run already took a step with these shapes: seeds change no memory
         dryrun.note(f"{desc}: same shapes as a training this dry run already stepped")
         model.to(device).eval()
         return model, History(epochs=[{"epoch": 1, "train_loss": math.nan, "seconds": 0.0}
