@@ -369,6 +369,7 @@ def evaluate_denoiser(model: nn.Module, pairs: Pairs, ids: Sequence[str], *, bat
     missing = [i for i in ids if i not in pairs]
     if missing:
         raise ValueError(f"patient ids not in pairs: {missing[:5]}")
+    ids = list(dryrun.steps(ids, "evaluate_denoiser"))  # a dry run scores the first patient only
     low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
     full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
     ours = _image_scores(denoise(model, low, batch_size=batch_size), full)
