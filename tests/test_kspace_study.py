@@ -145,11 +145,12 @@ def test_every_claim_names_its_paper_and_a_section_the_chapter_has():
 
 def test_claims_that_use_b_changed_factors_say_so_and_the_others_do_not():
     result = _fake_result(other_gain=0.5)
+    assert result.config.vendor_b == "first"  # the default: B's values chosen before any verdict, no note
+    assert not [c.id for c in kx.claims(result) if kx.CALIBRATION_NOTE in c.note]
+    result.config = dataclasses.replace(result.config, vendor_b="calibrated")
     flagged = {c.id for c in kx.claims(result) if kx.CALIBRATION_NOTE in c.note}
     assert {"robustness_B_topk", "generalizability_A_topk", "learned_vs_centre_A", "ablation_image"} <= flagged
     assert not flagged & {"robustness_A_topk", "robustness_A_sampled", "protocols_agree", "ablation_line"}
-    result.config = dataclasses.replace(result.config, vendor_b="first")
-    assert not [c.id for c in kx.claims(result) if kx.CALIBRATION_NOTE in c.note]
 
 
 def test_deviations_are_computed_from_the_config():
@@ -160,10 +161,13 @@ def test_deviations_are_computed_from_the_config():
     other = {d.aspect: d for d in kx.deviations(dataclasses.replace(SMOKE, n_seeds=4, n_train=9))}
     assert "2 training seeds" in devs["seeds and intervals"].ours and "4 training seeds" in other["seeds and intervals"].ours
     assert "9 training" in other["data"].ours
-    assert "changed to these after" in devs["vendors"].ours
-    assert "first values" in kx.deviations(dataclasses.replace(SMOKE, vendor_b="first"))[1].ours
+    assert "chosen before" in devs["vendors"].ours and "is not used" in devs["vendors"].ours
+    calibrated = {d.aspect: d for d in kx.deviations(dataclasses.replace(SMOKE, vendor_b="calibrated"))}
+    assert "picked after the chapter's first verdicts" in calibrated["vendors"].ours
+    assert "gamma 1.5" in calibrated["vendors"].ours and "gamma 1.3" in devs["vendors"].ours
     with pytest.raises(ValueError, match="vendor_b"):
         kx.KSpaceConfig(vendor_b="other")
+    assert set(kx.VENDOR_B_TEXT) == set(kx.VENDOR_B_CHOICES)
 
 
 def test_claims_are_inconclusive_when_the_models_do_not_learn():
@@ -206,12 +210,13 @@ def smoke_data():
 
 
 def test_vendor_b_choice_changes_b_and_the_scans_with_its_changed_factors_only(smoke_data):
-    first = kx.simulate_data(dataclasses.replace(SMOKE, vendor_b="first"), seed=0)
+    assert SMOKE.vendor_b == "first"
+    calibrated = kx.simulate_data(dataclasses.replace(SMOKE, vendor_b="calibrated"), seed=0)
     same = ["A", "A+bias", "A+noise", "A+readout", "A+phase_res", "A+ghosts", "A+line"]
-    assert all(np.array_equal(first.test[n].images, smoke_data.test[n].images) for n in same)
-    assert all(not np.array_equal(first.test[n].images, smoke_data.test[n].images)
+    assert all(np.array_equal(calibrated.test[n].images, smoke_data.test[n].images) for n in same)
+    assert all(not np.array_equal(calibrated.test[n].images, smoke_data.test[n].images)
                for n in ("B", "A+contrast", "A+coil", "A+image", "A+all"))
-    assert kx._data_key(SMOKE, 0) != kx._data_key(dataclasses.replace(SMOKE, vendor_b="first"), 0)
+    assert kx._data_key(SMOKE, 0) != kx._data_key(dataclasses.replace(SMOKE, vendor_b="calibrated"), 0)
 
 
 def test_a_dry_run_scores_one_batch_and_copies_the_ablation_scans(smoke_data):

@@ -13,7 +13,7 @@ from glassbox.data.mri import (
     LINE_FACTORS,
     VENDOR_A,
     VENDOR_B,
-    VENDOR_B_FIRST,
+    VENDOR_B_CALIBRATED,
     AnatomyConfig,
     Contrast,
     Vendor,
@@ -64,8 +64,8 @@ def test_a_dry_run_simulates_one_chunk_and_copies_it_to_the_full_shapes():
     assert log.cut == {}  # one chunk: nothing to cut
 
 
-def test_vendor_b_first_differs_from_b_in_contrast_and_coil_only():
-    assert factor_differences(VENDOR_B, VENDOR_B_FIRST) == ["contrast", "coil"]
+def test_calibrated_b_differs_from_b_in_contrast_and_coil_only():
+    assert factor_differences(VENDOR_B, VENDOR_B_CALIBRATED) == ["contrast", "coil"]
 
 
 def test_classes_are_balanced_within_every_patient(pair):
