@@ -231,6 +231,29 @@ def test_a_dry_run_scores_one_batch_and_copies_the_ablation_scans(smoke_data):
     assert log.cut["kspace ablation scans"] == len(kx.ABLATIONS) and log.cut["kspace predict"] == 1
 
 
+def test_a_dry_run_trains_one_model_per_shape_and_copies_it_for_another_vendor_or_seed(smoke_data, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path / "store"))
+    monkeypatch.setattr(kx, "_DRY_RUN_MODELS", {})
+    first, other = kx.ModelSpec("A", "full", SMOKE.size, 0), kx.ModelSpec("B", "full", SMOKE.size, 1)
+    centre, fewer = kx.ModelSpec("A", "centre", SMOKE.k(0.25), 0), kx.ModelSpec("B", "centre", 3, 1)
+    with dryrun.dry_run() as log:
+        a, b, c, d = (kx.load_or_train(SMOKE, spec, 0, data=smoke_data) for spec in (first, other, centre, fewer))
+    assert log.cut["kspace models copied (same shapes: other vendor, seed or k)"] == 2
+    assert b["spec"] == dataclasses.asdict(other) and b["seeds"] == kx.model_seeds(0, other) != a["seeds"]
+    assert all(torch.equal(b["state_dict"][n], t) for n, t in a["state_dict"].items())  # a copy of a
+    assert c["eval_units"].sum() == centre.k != a["eval_units"].sum()  # another kind: trained, not copied
+    assert d["spec"] == dataclasses.asdict(fewer) and np.array_equal(d["eval_units"], c["eval_units"])  # a copy
+    assert len(kx._DRY_RUN_MODELS) == 2
+    first_set = next(iter(a["scores"]))
+    assert all(np.array_equal(s, a["scores"][first_set]) for s in a["scores"].values())
+    assert log.cut["kspace test sets scored as copies"] == 2 * (len(smoke_data.test) - 1)
+    # outside a dry run (and with a store that holds no dry-run entries) every model trains and scores every test set
+    monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path / "real"))
+    real = kx.load_or_train(SMOKE, other, 0, data=smoke_data)
+    assert len(kx._DRY_RUN_MODELS) == 2 and not np.array_equal(real["scores"]["A"], real["scores"]["B"])
+
+
 def test_evaluation_mask_is_the_mask_the_final_classifier_was_trained_on(smoke_data):
     spec = kx.ModelSpec("A", "learned", SMOKE.k(0.25), 0)
     entry = kx.train_model(SMOKE, smoke_data, spec, seed=0)
