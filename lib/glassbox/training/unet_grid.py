@@ -195,8 +195,8 @@ PROFILES: dict[str, QuConfig] = {
         cluster_permutations=199, test_permutations=199, bootstrap=200),
     "quick": QuConfig(
         data=DATA_PROFILES["quick"],
-        denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=32, n_patches=800, epochs=6),
-        control=DenoiserConfig(depth=9, width=0.125, patch_size=32, n_patches=800, epochs=6),
+        denoiser=DenoiserConfig(**_QUICK_RECIPE, patch_size=32, n_patches=800, epochs=4),
+        control=DenoiserConfig(depth=9, width=0.125, patch_size=32, n_patches=800, epochs=4),
         feature_patch_size=32, n_feature_images=None, chance_draws=50, cka_test_draws=1999, cluster_samples=150),
     "paper": QuConfig(  # the data chapter's paper set: 256 x 256 simulated slices (or real ones with data_dir)
         data=DATA_PROFILES["paper"],
