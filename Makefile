@@ -1,6 +1,7 @@
 # Glassbox: two commands from a fresh clone.
 #   make book   -> virtual environment + pinned dependencies + `jupyter-book build book/` (quick profile)
 #   make test   -> the same environment + the test suite (smoke profile)
+#   make student -> the chapters with exercises as student notebooks in _build/student/ (solutions removed)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.glassbox-installed
 TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
 export GLASSBOX_PROFILE ?= quick
 
-.PHONY: setup book test test-fast bench clean clean-all
+.PHONY: setup book test test-fast bench student clean clean-all
 
 setup: $(STAMP)
 
@@ -37,6 +38,10 @@ test: $(STAMP)
 # unit tests only (no notebook execution, no book build)
 test-fast: $(STAMP)
 	source $(BIN)/activate && ruff check lib tests bench scripts book && python -m pytest -q -m "not slow"
+
+# every chapter with exercises as a student notebook (solutions removed, answer checks kept) in _build/student/
+student: $(STAMP)
+	$(BIN)/python scripts/student_edition.py --out _build/student
 
 bench: $(STAMP)
 	source $(BIN)/activate && python bench/run.py

@@ -13,7 +13,7 @@ Every function returns a plain dict (weights, history, seconds) for the artifact
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from glassbox.core import checks, repro
 from glassbox.models import common, segnets
 from glassbox.models.common import init_model
 from glassbox.training import losses
-from glassbox.training.loop import epoch_order, fit
+from glassbox.training.loop import cosine_adam, epoch_order, fit
 
 PIXEL_LOSSES: tuple[str, ...] = ("l1", "l2")
 RESTORATION_LOSSES: tuple[str, ...] = ("mse", "mse+perceptual", "mse+adversarial")
@@ -39,18 +39,26 @@ class RestorationTrainingError(ValueError):
 
 @dataclass(frozen=True)
 class RegressorTraining:
-    """The network (``base`` channels, ``levels`` poolings) and its optimisation (Adam)."""
+    """The network (``base`` channels, ``levels`` poolings) and its optimisation (Adam; with ``cosine``, its rate
+    falls along a half cosine to 5 % by the last step, :class:`glassbox.training.loop.CosineAdam`)."""
 
     base: int = 16
     levels: int = 2
     epochs: int = 10
     batch_size: int = 8
     lr: float = 1e-3
+    cosine: bool = False
 
     def __post_init__(self) -> None:
         for name in ("base", "levels", "epochs", "batch_size"):
             checks.integer(getattr(self, name), name, error=RestorationTrainingError)
         checks.positive_number(self.lr, "lr", error=RestorationTrainingError)
+
+    def optimizer(self, n_images: int) -> Callable[[Any], torch.optim.Optimizer]:
+        """The optimizer factory for a training set of ``n_images`` images."""
+        if self.cosine:
+            return cosine_adam(self.lr, self.epochs * -(-n_images // self.batch_size))
+        return lambda parameters: torch.optim.Adam(parameters, lr=self.lr)
 
 
 def build_regressor(training: RegressorTraining, init_seed: int, in_channels: int = 1) -> nn.Module:
@@ -99,7 +107,7 @@ def train_image_regressor(loss_name: str, inputs: Tensor, targets: Tensor, train
 
     began = time.perf_counter()
     history = fit(model, torch.utils.data.TensorDataset(inputs, targets), loss_fn, epochs=training.epochs,
-                  batch_size=training.batch_size, optimizer=lambda p: torch.optim.Adam(p, lr=training.lr),
+                  batch_size=training.batch_size, optimizer=training.optimizer(len(inputs)),
                   data_seed=seed, device=device, desc=f"regressor / {loss_name}", progress=progress)
     model.cpu().eval()
     return {"loss": loss_name, "training": training, "in_channels": int(inputs.shape[1]),

@@ -30,7 +30,7 @@ from glassbox.data import shapes
 from glassbox.measure import image_metrics
 from glassbox.models import segnets
 from glassbox.training import losses
-from glassbox.training.loop import fit
+from glassbox.training.loop import cosine_adam, fit
 
 BINARY_LOSS = "binary-bce"
 LOSS_NAMES: tuple[str, ...] = (*losses.SEGMENTATION_LOSSES, BINARY_LOSS)
@@ -42,11 +42,16 @@ class SegmentationTrainingError(ValueError):
 
 @dataclass(frozen=True)
 class SegTraining:
-    """How one segmentation network is trained: Adam with learning rate ``lr``, ``epochs`` x ``batch_size``."""
+    """How one segmentation network is trained: Adam with learning rate ``lr``, ``epochs`` x ``batch_size``.
+
+    ``cosine=True`` lowers the rate along a half cosine to 5 % of ``lr`` by the last step
+    (:class:`glassbox.training.loop.CosineAdam`), so that a short training ends on small steps.
+    """
 
     epochs: int = 15
     batch_size: int = 16
     lr: float = 3e-3
+    cosine: bool = False
 
     def __post_init__(self) -> None:
         checks.integer(self.epochs, "epochs", error=SegmentationTrainingError)
@@ -59,7 +64,13 @@ class SegTraining:
         Used to compare training-set sizes at an equal number of steps, not an equal number of epochs.
         """
         per_epoch = -(-checks.integer(n_images, "n_images") // self.batch_size)
-        return SegTraining(max(1, round(steps / per_epoch)), self.batch_size, self.lr)
+        return SegTraining(max(1, round(steps / per_epoch)), self.batch_size, self.lr, self.cosine)
+
+    def optimizer(self, n_images: int) -> Callable[[Any], torch.optim.Optimizer]:
+        """The optimizer factory for a training set of ``n_images`` images."""
+        if self.cosine:
+            return cosine_adam(self.lr, self.epochs * -(-n_images // self.batch_size))
+        return lambda parameters: torch.optim.Adam(parameters, lr=self.lr)
 
 
 def _loss_function(loss_name: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -155,7 +166,7 @@ def train_segmenter(architecture: str, loss_name: str, images: Tensor, targets: 
 
     began = time.perf_counter()
     history = fit(model, torch.utils.data.TensorDataset(images, targets), loss_fn, epochs=training.epochs,
-                  batch_size=training.batch_size, optimizer=lambda p: torch.optim.Adam(p, lr=training.lr),
+                  batch_size=training.batch_size, optimizer=training.optimizer(len(images)),
                   data_seed=seed, device=device, val_fn=score if validate_every_epoch and test_images is not None
                   else None, desc=f"{architecture} / {loss_name}", progress=progress)
     model.cpu()
