@@ -1365,14 +1365,14 @@ def _margin_note(values: Sequence[float], threshold: float, worst: str = "lowest
 def _interval_claim(id: str, section: str, source: str, statement: str, test: str, values: Sequence[float], *,
                     above: float | None = None, below: float | None = None, unit: str = "", interval_kind: str,
                     depends_on: Sequence[str] = (), paper: float | str | None = None, note: str = "",
-                    chance: float | None = None) -> Claim:
+                    chance: float | None = None, what: str = "the difference") -> Claim:
     mean, lo, hi = interval_of(values)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict="inconclusive",
                      rule="needs at least two values for an interval", ours=mean, unit=unit, section=section,
                      note=(note + " " if note else "") + "Only one value: no interval.", depends_on=tuple(depends_on),
                      paper=paper, chance=chance)
-    verdict, rule = interval_rule((lo, hi), above=above, below=below, what=test)
+    verdict, rule = interval_rule((lo, hi), above=above, below=below, what=what)
     return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict=verdict, rule=rule,
                  ours=mean, interval=(lo, hi), interval_kind=interval_kind, unit=unit, section=section, note=note,
                  depends_on=tuple(depends_on), paper=paper, chance=chance)
@@ -1380,13 +1380,15 @@ def _interval_claim(id: str, section: str, source: str, statement: str, test: st
 
 def _equivalence_claim(id: str, section: str, source: str, statement: str, test: str, values: Sequence[float], *,
                        margin: float, interval_kind: str, depends_on: Sequence[str] = (), unit: str = "",
-                       note: str = "", paper: float | str | None = None) -> Claim:
+                       note: str = "", paper: float | str | None = None, what: str = "the difference",
+                       centre: float = 0.0) -> Claim:
+    """A claim that ``values`` equal ``centre`` within ``margin`` (ours and its interval are reported as they are)."""
     mean, lo, hi = interval_of(values)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict="inconclusive",
                      rule="needs at least two values for an interval", ours=mean, unit=unit, section=section,
                      note="Only one value: no interval.", depends_on=tuple(depends_on), paper=paper)
-    verdict, rule = equivalence_rule((lo, hi), margin, what=test)
+    verdict, rule = equivalence_rule((lo - centre, hi - centre), margin, what=what)
     return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict=verdict, rule=rule,
                  ours=mean, interval=(lo, hi), interval_kind=interval_kind, unit=unit, section=section, note=note,
                  depends_on=tuple(depends_on), paper=paper)
@@ -1407,14 +1409,14 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
             f"the small structure's share of the cross-entropy in scenes of the training task, for a prediction "
             f"unsure at every boundary; '<<' read as below {config.ce_share_below:g}",
             result.shares.at_task_size("CE"), below=config.ce_share_below,
-            interval_kind="95 % t interval over scenes"),
+            interval_kind="95 % t interval over scenes", what="the share"),
         _interval_claim(
             "dice-share-size", "1", f"{SOURCE}, Sorensen-Dice coefficient",
             "each class DSC loss is equal in magnitude despite having different sizes",
             f"the small structure's share of the Dice loss in the same scenes is at least its equal part 1/K "
             f"(K = {k}), as it would be if its term did not shrink with its size", result.shares.at_task_size("Dice"),
             above=1 / k,
-            interval_kind="95 % t interval over scenes"),
+            interval_kind="95 % t interval over scenes", what="the share"),
         _interval_claim(
             "dice-loss-finds-small", "1", f"{SOURCE}, Dice as the alternative to the cross entropy",
             "a Dice loss keeps small structures that the cross entropy lets drown",
@@ -1476,25 +1478,28 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
             "psnr-ssim-disagree", "4", f"{SOURCE}, PSNR and SSIM",
             "SSIM (local luminance, contrast, structure) measures something other than the MSE behind PSNR",
             "SSIM range over five degradations of equal MSE (equal PSNR); deterministic, so the interval is a point",
-            [float(np.ptp(result.gallery["SSIM"]))] * 2, above=0.1, interval_kind="no sampling: one image"),
+            [float(np.ptp(result.gallery["SSIM"]))] * 2, above=0.1, interval_kind="no sampling: one image",
+            what="the SSIM range"),
         _equivalence_claim(
             "l2-learns-mean", "5", f"{SOURCE}, MSE as a training loss",
             "minimising the MSE predicts the mean of the possible targets",
-            f"slope of (output - clean) against (impulse value - clean), minus the mean's slope q = "
-            f"{config.impulse_fraction:g}, L2 network", [s - config.impulse_fraction for s in
-                                                           _slopes(result.pixel_losses, "l2")],
+            f"slope of (output - clean) against (impulse value - clean) for the L2 network; the mean of the targets "
+            f"has slope q = {config.impulse_fraction:g}", _slopes(result.pixel_losses, "l2"),
             margin=config.slope_margin, interval_kind=seeds, depends_on=("pixel-nets-train",),
-            paper=config.impulse_fraction),
+            paper=config.impulse_fraction, what="the slope minus q", centre=config.impulse_fraction,
+            note="The 'paper' value is the slope of the mean of the targets, not a number from the notes."),
         _equivalence_claim(
             "l1-learns-median", "5", f"{SOURCE}, MAE as a training loss",
             "minimising the MAE predicts the median of the possible targets",
-            "the same slope for the L1 network (the median's slope is 0)", _slopes(result.pixel_losses, "l1"),
-            margin=config.slope_margin, interval_kind=seeds, depends_on=("pixel-nets-train",), paper=0.0),
+            "the same slope for the L1 network; the median of the targets has slope 0",
+            _slopes(result.pixel_losses, "l1"),
+            margin=config.slope_margin, interval_kind=seeds, depends_on=("pixel-nets-train",), paper=0.0,
+            what="the slope", note="The 'paper' value is the slope of the median of the targets."),
         _interval_claim(
             "mse-oversmooths", "5", f"{SOURCE}, advanced cost functions (motivation)",
             "an MSE-trained denoiser is smoother than the real image", "detail ratio of the MSE denoiser "
             "(fine-detail RMS relative to full dose, soft tissue)", result.restoration.per_slice["mse"]["detail ratio"],
-            below=1.0, interval_kind=slices, depends_on=("mse-denoiser-helps",)),
+            below=1.0, interval_kind=slices, depends_on=("mse-denoiser-helps",), what="the detail ratio"),
     ]
     for name, label in (("mse+perceptual", "perceptual"), ("mse+adversarial", "adversarial")):
         deps = ("mse-denoiser-helps", "featurenet-beats-chance") if label == "perceptual" else ("mse-denoiser-helps",)
