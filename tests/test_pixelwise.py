@@ -306,3 +306,9 @@ def test_check_per_layer_perceptual():
     assert "correct" in pw.check_per_layer_perceptual(right, record)
     with pytest.raises(AssertionError, match="add up"):
         pw.check_per_layer_perceptual(first_layer_only, record)
+
+
+def test_first_epoch_reaching_a_level():
+    history = [{"epoch": 1, "dice_small": 0.1}, {"epoch": 2, "dice_small": 0.6}, {"epoch": 3, "dice_small": 0.4}]
+    assert seg.first_epoch_reaching(history, "dice_small", 0.5) == 2
+    assert seg.first_epoch_reaching(history, "dice_small", 0.9) is None

@@ -125,3 +125,15 @@ def test_rated_set_and_clean_image():
     clean = shapes.clean_image(rated.truth[0].numpy(), config)
     noisy = rated.images[0, 0].numpy()
     assert abs(np.std(noisy - clean) - config.noise) < 0.05
+
+
+def test_volume_appearance_differs_between_volumes_but_not_within_one():
+    config = ShapesConfig(size=48, large_radius=(9.0, 13.0), small_radius=(1.5, 2.6), noise=0.0, blur=0.0)
+    varied = shapes.make_volumes(3, 4, config, seed=1, intensity_spread=0.4)
+    plain = shapes.make_volumes(3, 4, config, seed=1)
+    assert torch.equal(varied.labels, plain.labels)                  # same anatomy
+    large = [float(varied.images[i, 0][varied.labels[i] == LARGE].mean()) for i in range(12)]
+    assert np.ptp(large[:4]) < 1e-6 and np.ptp(large) > 0.01          # one profile per volume
+    assert all(0.6 <= value <= 1.4 for value in large)
+    with pytest.raises(shapes.ShapesConfigError, match="spread"):
+        shapes.volume_appearance(config, np.random.default_rng(0), 1.0)

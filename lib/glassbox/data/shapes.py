@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -232,13 +233,26 @@ def volume_labels(config: ShapesConfig, rng: np.random.Generator, n_slices: int,
                             "use a larger size or smaller radii")
 
 
+def volume_appearance(config: ShapesConfig, rng: np.random.Generator, spread: float) -> ShapesConfig:
+    """``config`` with one volume's own intensity profile: each class intensity and the noise level scaled by a
+    factor drawn from ``[1 - spread, 1 + spread]`` (as subjects and scanners differ); ``spread=0`` changes nothing."""
+    if not 0 <= spread < 1:
+        raise ShapesConfigError(f"spread must be in [0, 1), got {spread!r}")
+    if spread == 0:
+        return config
+    factors = rng.uniform(1 - spread, 1 + spread, 3)
+    return replace(config, large_intensity=config.large_intensity * factors[0],
+                   small_intensity=config.small_intensity * factors[1], noise=config.noise * factors[2])
+
+
 def make_volumes(n_volumes: int, n_slices: int, config: ShapesConfig = ShapesConfig(), seed: int = 0,
-                 first: int = 0) -> SegmentationSet:
+                 first: int = 0, intensity_spread: float = 0.0) -> SegmentationSet:
     """Volumes ``first .. first + n_volumes - 1`` of ``n_slices`` slices each, with their volume ids.
 
     Volume ``v`` depends only on ``(seed, v)``, so the first few volumes of a large pool are the same
     as a small pool's, and a training set of 3 volumes is a subset of one of 5. Every slice gets its
-    own noise.
+    own noise; with ``intensity_spread`` every volume also gets its own intensity profile
+    (:func:`volume_appearance`), the same for all its slices.
     """
     n_volumes = _positive_count(n_volumes, "n_volumes")
     n_slices = _positive_count(n_slices, "n_slices")
@@ -250,7 +264,8 @@ def make_volumes(n_volumes: int, n_slices: int, config: ShapesConfig = ShapesCon
     for volume in range(int(first), int(first) + n_volumes):
         rng = np.random.default_rng([int(seed), volume])
         stack = volume_labels(config, rng, n_slices)
-        images += [render(s, config, rng) for s in stack]
+        looks = volume_appearance(config, np.random.default_rng([int(seed), volume, 1]), intensity_spread)
+        images += [render(s, looks, rng) for s in stack]
         labels.append(stack)
         ids += [volume] * n_slices
     return SegmentationSet(images=torch.from_numpy(np.stack(images)[:, None]),
@@ -340,7 +355,7 @@ class RatedSet:
 
 
 def make_rated_set(n: int, n_raters: int, config: ShapesConfig = ShapesConfig(), seed: int = 0,
-                   **rater_options: float) -> RatedSet:
+                   **rater_options: Any) -> RatedSet:
     """``n`` scenes of :func:`make_dataset` ``(n, config, seed)``, each annotated by ``n_raters`` raters."""
     data = make_dataset(n, config, seed)
     children = np.random.SeedSequence([int(seed), 1]).spawn(_positive_count(n, "n"))
