@@ -215,3 +215,12 @@ def test_calibration_error_takes_soft_targets_and_rejects_non_distributions():
         gm.calibration_error(probs, torch.tensor([0.5, 0.6])[None, :, None])
     with pytest.raises(gm.MetricInputError, match="labels"):
         gm.calibration_error(probs, torch.tensor([[2]]))
+
+
+def test_calibration_error_on_a_mask_of_pixels():
+    probs = torch.tensor([[0.9, 0.6], [0.1, 0.4]])[None]                # (1, 2 classes, 2 pixels)
+    target = torch.tensor([[1.0, 0.5], [0.0, 0.5]])[None]
+    assert gm.calibration_error(probs, target, mask=torch.tensor([[True, False]])) == pytest.approx(0.1)
+    assert gm.calibration_error(probs, target, mask=torch.tensor([[False, True]])) == pytest.approx(0.1)
+    with pytest.raises(gm.MetricInputError, match="no pixel"):
+        gm.calibration_error(probs, target, mask=torch.tensor([[False, False]]))

@@ -295,9 +295,9 @@ def rater_labels(labels: np.ndarray, n_raters: int, rng: np.random.Generator, *,
 
     Each structure's mask is blurred by a Gaussian of ``softness`` pixels (an image's fuzzy edge);
     a rater marks a pixel as the structure where the blurred mask exceeds the rater's own threshold
-    (drawn from ``threshold`` per rater and scene: generous raters draw larger outlines, strict ones
-    smaller) plus a smooth random field of amplitude ``wobble`` and correlation ``wobble_scale`` px
-    (local hesitations). Raters therefore agree inside structures and far outside, and disagree in
+    (drawn from ``threshold`` per rater and scene, as a fraction of the blurred mask's peak, so that a
+    small structure is outlined too: generous raters draw larger outlines, strict ones smaller) plus a
+    smooth random field of amplitude ``wobble`` and correlation ``wobble_scale`` px (local hesitations). Raters therefore agree inside structures and far outside, and disagree in
     a band of a pixel or two around each boundary. The small structure is drawn over the large one.
     """
     labels = np.asarray(labels)
@@ -317,7 +317,7 @@ def rater_labels(labels: np.ndarray, n_raters: int, rng: np.random.Generator, *,
         for k in (LARGE, SMALL):
             field = ndimage.gaussian_filter(rng.standard_normal(labels.shape), wobble_scale)
             field *= wobble / max(float(field.std()), 1e-12)
-            out[r][soft[k] > level + field] = k
+            out[r][soft[k] > (level + field) * soft[k].max()] = k
     return out
 
 

@@ -318,11 +318,13 @@ def _calibration_inputs(probs: ArrayLike, target: ArrayLike) -> tuple[torch.Tens
     return p, t
 
 
-def reliability_bins(probs: ArrayLike, target: ArrayLike, n_bins: int = 10) -> dict[str, np.ndarray]:
+def reliability_bins(probs: ArrayLike, target: ArrayLike, n_bins: int = 10,
+                     mask: ArrayLike | None = None) -> dict[str, np.ndarray]:
     """Top-label reliability of pixel-wise class probabilities, in ``n_bins`` equal-width confidence bins.
 
     For every pixel the confidence is the largest predicted probability and the outcome is the
     target's probability of that class (1 or 0 for hard labels; the raters' share for soft labels).
+    ``mask`` (N, ...) restricts the pixels (e.g. to where raters disagree).
     Returns per bin: ``confidence`` (mean), ``outcome`` (mean) and ``count`` (pixels); empty bins hold NaN.
     """
     p, t = _calibration_inputs(probs, target)
@@ -330,6 +332,13 @@ def reliability_bins(probs: ArrayLike, target: ArrayLike, n_bins: int = 10) -> d
         raise MetricInputError(f"n_bins must be a positive integer, got {n_bins!r}")
     confidence, predicted = p.max(dim=1)
     outcome = t.gather(1, predicted[:, None]).squeeze(1)
+    if mask is not None:
+        chosen = _as_mask(mask, "mask")
+        if chosen.shape != confidence.shape:
+            raise MetricInputError(f"mask must have shape {tuple(confidence.shape)}, got {tuple(chosen.shape)}")
+        if not chosen.any():
+            raise MetricInputError("mask selects no pixel")
+        confidence, outcome = confidence[chosen], outcome[chosen]
     confidence, outcome = confidence.reshape(-1).numpy(), outcome.reshape(-1).numpy()
     index = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
     count = np.bincount(index, minlength=n_bins)
@@ -339,14 +348,14 @@ def reliability_bins(probs: ArrayLike, target: ArrayLike, n_bins: int = 10) -> d
     return {"confidence": mean_conf, "outcome": mean_out, "count": count}
 
 
-def calibration_error(probs: ArrayLike, target: ArrayLike, n_bins: int = 10) -> float:
+def calibration_error(probs: ArrayLike, target: ArrayLike, n_bins: int = 10, mask: ArrayLike | None = None) -> float:
     """Expected calibration error: sum over bins of (pixel share) x |mean outcome - mean confidence|.
 
     0 for a perfectly calibrated prediction (among pixels predicted with confidence c, a share c is
     right, or for soft targets, the raters give the predicted class probability c on average). See
     :func:`reliability_bins` for the bins; Guo et al. 2017's top-label ECE, applied per pixel.
     """
-    bins = reliability_bins(probs, target, n_bins)
+    bins = reliability_bins(probs, target, n_bins, mask)
     filled = bins["count"] > 0
     weights = bins["count"][filled] / bins["count"].sum()
     return float((weights * np.abs(bins["outcome"][filled] - bins["confidence"][filled])).sum())
