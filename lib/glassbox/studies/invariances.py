@@ -156,11 +156,23 @@ PAPER_VALUES: dict[str, Any] = {
 """What Eulig et al. state (protocol and qualitative findings), stored beside our numbers in the results file."""
 
 
-def data_key(config: InvarianceConfig, seed: int, data_dir: str | Path | None = None) -> dict[str, Any]:
-    """What identifies the training data of the chapter (for store keys); pairs come from
-    :func:`glassbox.data.lowdose_ct.get_pairs` ``(config.data, seed, data_dir)``."""
-    return {"data": config.data, "patch_size": config.patch_size, "patches_per_slice": config.patches_per_slice,
-            "seed": seed, "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
+def data_key(config: InvarianceConfig, seed: int, data_dir: str | Path | None = None, *,
+             pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+    """What identifies the training data of the chapter (for store keys); ``pairs`` come from
+    :func:`glassbox.data.lowdose_ct.get_pairs` ``(config.data, seed, data_dir)``.
+
+    The key holds the content fingerprint of ``pairs`` (:func:`glassbox.data.lowdose_ct.pairs_fingerprint`), never
+    the folder's path: changed DICOM files give new keys (no stale models), a moved folder the same ones. With a
+    ``data_dir``, ``pairs`` are required; simulated data are identified by their configuration and seed.
+    """
+    key = {"data": config.data, "patch_size": config.patch_size, "patches_per_slice": config.patches_per_slice,
+           "seed": seed}
+    if data_dir is not None and pairs is None:
+        raise InvarianceError(f"data_key: with data_dir={str(data_dir)!r}, pass pairs= (the slices read from it) "
+                              "so that the store key holds their content, not the folder's path")
+    if pairs is not None:
+        key["pairs"] = lowdose_ct.pairs_fingerprint(pairs)
+    return key
 
 
 def chapter_datasets(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], config: InvarianceConfig,

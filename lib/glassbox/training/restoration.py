@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from glassbox.core import checks, repro
+from glassbox.core import checks, dryrun, repro
+from glassbox.core.progress import Progress
 from glassbox.models import common, segnets
 from glassbox.models.common import init_model
 from glassbox.training import losses
@@ -209,11 +209,12 @@ def _train_adversarial(model: nn.Module, low: Tensor, full: Tensor, training: Re
     generator = torch.Generator(device=device).manual_seed(seed)
     size, history = len(low), []
     batches = -(-size // training.batch_size)
-    with tqdm(total=training.epochs * batches, desc="denoiser / mse+adversarial", disable=not progress) as bar:
-        for epoch in range(1, training.epochs + 1):
+    with Progress(training.epochs * batches, "denoiser / mse+adversarial", unit="batch", epochs=training.epochs,
+                  enabled=progress) as bar:
+        for epoch in dryrun.steps(range(1, training.epochs + 1), "denoiser / mse+adversarial"):
             began, totals = time.perf_counter(), np.zeros(3)
             order = epoch_order(size, seed, epoch)
-            for start in range(0, size, training.batch_size):
+            for start in dryrun.steps(range(0, size, training.batch_size), "denoiser / mse+adversarial"):
                 index = order[start:start + training.batch_size]
                 x, y = low[index].to(device), full[index].to(device)
                 critic_loss = losses.wgan_critic_loss(critic, y, model(x), generator)
@@ -230,6 +231,7 @@ def _train_adversarial(model: nn.Module, low: Tensor, full: Tensor, training: Re
                 bar.update(1)
             history.append({"epoch": epoch, "train_loss": totals[0] / size, "mse": totals[1] / size,
                             "critic_loss": totals[2] / size, "seconds": time.perf_counter() - began})
+            bar.end_epoch(epoch, history[-1])
             if not np.isfinite(totals).all():
                 raise FloatingPointError(f"adversarial training diverged in epoch {epoch}; lower adversarial_weight")
     return history
