@@ -21,10 +21,17 @@ import numpy as np
 from glassbox.core import checks
 from glassbox.data import mri
 
-T1_FAT_SAT = mri.Contrast(fgt=0.55, fat=0.10, muscle=0.35, body=0.20, gamma=1.0, bias=0.2)
-T1_NO_FAT_SAT = mri.Contrast(fgt=0.35, fat=0.90, muscle=0.30, body=0.60, gamma=1.0, bias=0.2)
+T1_FAT_SAT = mri.Contrast(fgt=0.55, fat=0.10, muscle=0.35, body=0.20, gamma=1.0)
+T1_NO_FAT_SAT = mri.Contrast(fgt=0.35, fat=0.90, muscle=0.30, body=0.60, gamma=1.0)
 SEQUENCES: dict[str, mri.Contrast] = {"T1 fat-sat": T1_FAT_SAT, "T1 no fat-sat": T1_NO_FAT_SAT}
-_CLEAN = mri.Acquisition(noise_sigma=0.0, k_keep=1.0, ghost_strength=(0.0, 0.0))
+BIAS = 0.2
+"""Strength of the per-patient bias field (the same field in both sequences: one patient, one coil)."""
+
+
+def _clean_scanner(name: str) -> mri.Vendor:
+    """A scanner with the sequence's contrast and no noise, ghosts, coil profile or matrix cut."""
+    return mri.Vendor(name, SEQUENCES[name], bias=BIAS, coil=0.0, noise_sigma=0.0, readout_keep=1.0, phase_keep=1.0,
+                      ghost_strength=(0.0, 0.0))
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ def paired_sequences(n_patients: int, seed: int, source: str = "T1 fat-sat", tar
     for name in (source, target):
         if name not in SEQUENCES:
             raise ValueError(f"unknown sequence {name!r}; choose from {sorted(SEQUENCES)}")
-    scans = {name: mri.simulate_vendor(n_patients, mri.Vendor(name, SEQUENCES[name], _CLEAN), seed, anatomy)
+    scans = {name: mri.simulate_vendor(n_patients, _clean_scanner(name), seed, anatomy)
              for name in (source, target)}
     a, b = scans[source], scans[target]
     if not (np.array_equal(a.patients, b.patients) and np.array_equal(a.tumour_masks, b.tumour_masks)):
