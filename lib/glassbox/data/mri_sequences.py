@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glassbox.core import checks
+from glassbox.core import checks, dryrun
 from glassbox.data import mri
 
 T1_FAT_SAT = mri.Contrast(fgt=0.55, fat=0.10, muscle=0.35, body=0.20, gamma=1.0)
@@ -54,6 +54,12 @@ def paired_sequences(n_patients: int, seed: int, source: str = "T1 fat-sat", tar
     for name in (source, target):
         if name not in SEQUENCES:
             raise ValueError(f"unknown sequence {name!r}; choose from {sorted(SEQUENCES)}")
+    if dryrun.active() and n_patients > 1:  # a dry run simulates one patient; the rest are copies (same shapes)
+        dryrun.note("paired_sequences")
+        one = paired_sequences(1, seed, source, target, anatomy)
+        tile = lambda a: np.concatenate([a] * n_patients)  # noqa: E731
+        return PairedSequences(tile(one.source), tile(one.target), np.repeat(np.arange(n_patients, dtype=np.int64), len(one)),
+                               tile(one.tumour_masks))
     scans = {name: mri.simulate_vendor(n_patients, _clean_scanner(name), seed, anatomy)
              for name in (source, target)}
     a, b = scans[source], scans[target]
@@ -68,4 +74,4 @@ def add_rician_noise(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(checks.seed(seed))
     images = np.asarray(images, dtype=np.float64)
     noise = rng.standard_normal((2, *images.shape))
-    return np.abs(images + sigma * (noise[0] + 1j * noise[1])).astype(np.float32)
+    return np.hypot(images + sigma * noise[0], sigma * noise[1]).astype(np.float32)  # |complex|, without complex

@@ -29,6 +29,8 @@ import torch
 from scipy import ndimage
 from torch.utils.data import TensorDataset
 
+from glassbox.core import dryrun
+
 BACKGROUND, LARGE, SMALL = 0, 1, 2
 CLASS_NAMES = ("background", "large", "small")
 N_CLASSES = len(CLASS_NAMES)
@@ -177,6 +179,10 @@ def make_dataset(n: int, config: ShapesConfig = ShapesConfig(), seed: int = 0) -
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ShapesConfigError(f"seed must be a non-negative integer, got {seed!r}")
     children = np.random.SeedSequence(int(seed)).spawn(int(n))
+    if dryrun.active() and n > 1:  # a dry run draws one scene; the rest are copies (same shapes and memory)
+        dryrun.note("shapes.make_dataset")
+        one = make_dataset(1, config, seed)
+        return SegmentationSet(images=one.images.repeat(int(n), 1, 1, 1), labels=one.labels.repeat(int(n), 1, 1))
     pairs = [make_scene(config, np.random.default_rng(child)) for child in children]
     images = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
     labels = torch.from_numpy(np.stack([p[1] for p in pairs]))
@@ -260,6 +266,12 @@ def make_volumes(n_volumes: int, n_slices: int, config: ShapesConfig = ShapesCon
         raise ShapesConfigError(f"first must be a non-negative integer, got {first!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ShapesConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if dryrun.active() and n_volumes > 1:  # a dry run draws one volume; the rest are copies with their own ids
+        dryrun.note("shapes.make_volumes")
+        one = make_volumes(1, n_slices, config, seed, first, intensity_spread)
+        ids = torch.arange(int(first), int(first) + n_volumes, dtype=torch.int64).repeat_interleave(n_slices)
+        return SegmentationSet(images=one.images.repeat(n_volumes, 1, 1, 1), labels=one.labels.repeat(n_volumes, 1, 1),
+                               volumes=ids)
     images, labels, ids = [], [], []
     for volume in range(int(first), int(first) + n_volumes):
         rng = np.random.default_rng([int(seed), volume])
@@ -357,6 +369,11 @@ class RatedSet:
 def make_rated_set(n: int, n_raters: int, config: ShapesConfig = ShapesConfig(), seed: int = 0,
                    **rater_options: Any) -> RatedSet:
     """``n`` scenes of :func:`make_dataset` ``(n, config, seed)``, each annotated by ``n_raters`` raters."""
+    if dryrun.active() and _positive_count(n, "n") > 1:  # a dry run rates one scene; the rest are copies
+        dryrun.note("shapes.make_rated_set")
+        one = make_rated_set(1, n_raters, config, seed, **rater_options)
+        return RatedSet(*(t.repeat(n, *([1] * (t.ndim - 1))) for t in (one.images, one.truth, one.raters, one.soft,
+                                                                         one.majority)))
     data = make_dataset(n, config, seed)
     children = np.random.SeedSequence([int(seed), 1]).spawn(_positive_count(n, "n"))
     raters = np.stack([rater_labels(lab, n_raters, np.random.default_rng(child), **rater_options)

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
+from glassbox.core import dryrun
 from glassbox.core.store import get_or_compute
 from glassbox.core.tasks import Task
 from glassbox.data import degrade, mri, mri_sequences, shapes, tissue_crops
@@ -48,6 +49,7 @@ from glassbox.measure import image_metrics, stats
 from glassbox.measure.claims import (
     Check,
     Claim,
+    Deviation,
     apply_checks,
     equivalence_rule,
     interval_rule,
@@ -61,6 +63,8 @@ from glassbox.training.tissue_features import FeatureNetConfig, feature_net_from
 
 CHAPTER = "pixelwise"
 SOURCE = "ETH 227-0391-00 §6"
+REFERENCE = "eth2025section6"
+"""BibTeX key of the course notes: the ``reference`` of every claim whose source is the notes."""
 SIMULATED_ONLY = ("its tasks are synthetic shapes, simulated CT and simulated MRI, built so that the right answer "
                   "is known")
 """Why this chapter refuses a real ``data_dir`` (:func:`glassbox.chapters.setup_run` says so)."""
@@ -249,11 +253,13 @@ class ScenesData:
     seed: int
 
     def build(self) -> tuple[shapes.SegmentationSet, shapes.SegmentationSet]:
-        return _scenes(self)
+        return _scenes(self, dryrun.active())
 
 
+# The cached builders below take ``dry_run`` as part of their cache key: in a dry run the data generators copy their
+# first item (glassbox.core.dryrun), and such data must never serve a real run in the same process.
 @functools.lru_cache(maxsize=8)
-def _scenes(spec: ScenesData) -> tuple[shapes.SegmentationSet, shapes.SegmentationSet]:
+def _scenes(spec: ScenesData, dry_run: bool = False) -> tuple[shapes.SegmentationSet, shapes.SegmentationSet]:
     return (shapes.make_dataset(spec.n_train, spec.shapes, seed=2 * spec.seed),
             shapes.make_dataset(spec.n_test, spec.shapes, seed=2 * spec.seed + 1))
 
@@ -271,11 +277,11 @@ class RatedData:
     threshold: tuple[float, float] = (0.25, 0.75)
 
     def build(self) -> tuple[shapes.RatedSet, shapes.RatedSet]:
-        return _rated(self)
+        return _rated(self, dryrun.active())
 
 
 @functools.lru_cache(maxsize=4)
-def _rated(spec: RatedData) -> tuple[shapes.RatedSet, shapes.RatedSet]:
+def _rated(spec: RatedData, dry_run: bool = False) -> tuple[shapes.RatedSet, shapes.RatedSet]:
     options = {"softness": spec.softness, "threshold": spec.threshold}
     return (shapes.make_rated_set(spec.n_train, spec.n_raters, spec.shapes, seed=2 * spec.seed + 100, **options),
             shapes.make_rated_set(spec.n_test, spec.n_raters, spec.shapes, seed=2 * spec.seed + 101, **options))
@@ -293,7 +299,7 @@ class VolumesData:
     intensity_spread: float = 0.0
 
     def build(self) -> tuple[shapes.SegmentationSet, shapes.SegmentationSet]:
-        return _volumes(self)
+        return _volumes(self, dryrun.active())
 
     def chosen(self, n_volumes: int, replicate: int) -> tuple[int, ...]:
         """The ``n_volumes`` training volumes of one replicate: a random subset of the pool, drawn per replicate."""
@@ -302,7 +308,7 @@ class VolumesData:
 
 
 @functools.lru_cache(maxsize=4)
-def _volumes(spec: VolumesData) -> tuple[shapes.SegmentationSet, shapes.SegmentationSet]:
+def _volumes(spec: VolumesData, dry_run: bool = False) -> tuple[shapes.SegmentationSet, shapes.SegmentationSet]:
     pool = shapes.make_volumes(spec.pool, spec.n_slices, spec.shapes, seed=spec.seed + 500,
                                intensity_spread=spec.intensity_spread)
     test = shapes.make_volumes(spec.test_volumes, spec.n_slices, spec.shapes, seed=spec.seed + 500, first=spec.pool,
@@ -366,11 +372,11 @@ class PixelLossData:
     seed: int
 
     def build(self) -> dict[str, Tensor]:
-        return _pixel_loss_data(self)
+        return _pixel_loss_data(self, dryrun.active())
 
 
 @functools.lru_cache(maxsize=4)
-def _pixel_loss_data(spec: PixelLossData) -> dict[str, Tensor]:
+def _pixel_loss_data(spec: PixelLossData, dry_run: bool = False) -> dict[str, Tensor]:
     out = {}
     for split, n, offset in (("train", spec.n_train, 300), ("test", spec.n_test, 301)):
         data = shapes.make_dataset(n, spec.shapes, seed=2 * spec.seed + offset)
@@ -411,11 +417,11 @@ class SequencesData:
     seed: int
 
     def build(self) -> dict[str, Tensor]:
-        return _sequences(self)
+        return _sequences(self, dryrun.active())
 
 
 @functools.lru_cache(maxsize=2)
-def _sequences(spec: SequencesData) -> dict[str, Any]:
+def _sequences(spec: SequencesData, dry_run: bool = False) -> dict[str, Any]:
     anatomy = mri.AnatomyConfig(size=spec.size, slices_per_patient=spec.slices)
     scans = mri_sequences.paired_sequences(spec.n_train + spec.n_test, seed=spec.seed + 700, anatomy=anatomy)
     train = scans.patients < spec.n_train
@@ -440,11 +446,11 @@ class CTCropsData:
     seed: int
 
     def build(self) -> dict[str, Tensor]:
-        return _ct_crops(self)
+        return _ct_crops(self, dryrun.active())
 
 
 @functools.lru_cache(maxsize=2)
-def _ct_crops(spec: CTCropsData) -> dict[str, Tensor]:
+def _ct_crops(spec: CTCropsData, dry_run: bool = False) -> dict[str, Tensor]:
     data = tissue_crops.simulated_ct(spec.n_patients, spec.size, spec.dose, seed=2_000 + spec.seed)
     low, full = tissue_crops.random_crops([data["low"], data["full"]], spec.crop, spec.crops_per_image, spec.seed)
     as_input = lambda a: torch.from_numpy((a / feature_nets.HU_SCALE).astype(np.float32))[:, None]  # noqa: E731
@@ -492,8 +498,33 @@ Job = SegmenterJob | RegressorJob | RestorerJob
 
 def fetch(job: Job, device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
     """The job's result from the store (trained on a miss): the one ``get_or_compute`` call per job."""
-    return get_or_compute(job.entry, job, lambda: job.compute(device, progress), seed=job.seed, device=device,
+    return get_or_compute(job.entry, job, lambda: _compute(job, device, progress), seed=job.seed, device=device,
                           progress=progress)
+
+
+_DRY_RUN_RESULTS: dict[Job, dict[str, Any]] = {}
+
+
+def _dry_run_twin(job: Job) -> Job:
+    """``job`` without what changes only numbers, not shapes or code path: seeds, chosen volumes, epochs."""
+    if isinstance(job, SegmenterJob):
+        return dataclasses.replace(job, seed=0, volumes=(), training=dataclasses.replace(job.training, epochs=1))
+    return dataclasses.replace(job, seed=0)
+
+
+def _compute(job: Job, device: str | torch.device, progress: bool) -> dict[str, Any]:
+    """``job.compute``; in a dry run (``glassbox.core.dryrun``) each distinct network is tried once, and replicates
+    that differ from it only in seed, volumes or length get its result (the paper profile's 124 networks are about
+    20 distinct configurations)."""
+    if not dryrun.active():
+        _DRY_RUN_RESULTS.clear()
+        return job.compute(device, progress)
+    twin = _dry_run_twin(job)
+    if twin in _DRY_RUN_RESULTS:
+        dryrun.note(f"{job.entry}: a replicate of a configuration this dry run tried")
+    else:
+        _DRY_RUN_RESULTS[twin] = job.compute(device, progress)
+    return _DRY_RUN_RESULTS[twin]
 
 
 # --- the jobs of each section -------------------------------------------------------------------
@@ -1362,6 +1393,11 @@ def checks(result: PixelwiseResult, config: PixelwiseConfig) -> list[Check]:
     ]
 
 
+def _reference(source: str) -> str:
+    """The notes' BibTeX key for a claim whose source is the notes; empty for the chapter's own claims."""
+    return REFERENCE if source.startswith(SOURCE) else ""
+
+
 def _spread(values: pd.Series) -> float:
     values = np.asarray(values, dtype=np.float64)
     return float(values.max() / values.min() - 1) if len(values) else 0.0
@@ -1383,11 +1419,11 @@ def _interval_claim(id: str, section: str, source: str, statement: str, test: st
         return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict="inconclusive",
                      rule="needs at least two values for an interval", ours=mean, unit=unit, section=section,
                      note=(note + " " if note else "") + "Only one value: no interval.", depends_on=tuple(depends_on),
-                     paper=paper, chance=chance)
+                     paper=paper, chance=chance, reference=_reference(source))
     verdict, rule = interval_rule((lo, hi), above=above, below=below, what=what)
     return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict=verdict, rule=rule,
                  ours=mean, interval=(lo, hi), interval_kind=interval_kind, unit=unit, section=section, note=note,
-                 depends_on=tuple(depends_on), paper=paper, chance=chance)
+                 depends_on=tuple(depends_on), paper=paper, reference=_reference(source), chance=chance)
 
 
 def _equivalence_claim(id: str, section: str, source: str, statement: str, test: str, values: Sequence[float], *,
@@ -1399,11 +1435,12 @@ def _equivalence_claim(id: str, section: str, source: str, statement: str, test:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict="inconclusive",
                      rule="needs at least two values for an interval", ours=mean, unit=unit, section=section,
-                     note="Only one value: no interval.", depends_on=tuple(depends_on), paper=paper)
+                     note="Only one value: no interval.", depends_on=tuple(depends_on), paper=paper,
+                     reference=_reference(source))
     verdict, rule = equivalence_rule((lo - centre, hi - centre), margin, what=what)
     return Claim(id=id, chapter=CHAPTER, source=source, statement=statement, test=test, verdict=verdict, rule=rule,
                  ours=mean, interval=(lo, hi), interval_kind=interval_kind, unit=unit, section=section, note=note,
-                 depends_on=tuple(depends_on), paper=paper)
+                 depends_on=tuple(depends_on), paper=paper, reference=_reference(source))
 
 
 def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[Check] = ()) -> list[Claim]:
@@ -1416,21 +1453,21 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
     arch = result.architectures
     out = [
         _interval_claim(
-            "ce-small-share", "1", f"{SOURCE}, challenge with the cross entropy",
+            "ce-small-share", "pixelwise-loss-shares", f"{SOURCE}, challenge with the cross entropy",
             "L_Ω_small << L_Ω̄_small because |Ω_small| << |Ω̄_small|",
             f"the small structure's share of the cross-entropy in scenes of the training task, for a prediction "
             f"unsure at every boundary; '<<' read as below {config.ce_share_below:g}",
             result.shares.at_task_size("CE"), below=config.ce_share_below,
             interval_kind="95 % t interval over scenes", what="the share"),
         _interval_claim(
-            "dice-share-size", "1", f"{SOURCE}, Sorensen-Dice coefficient",
+            "dice-share-size", "pixelwise-loss-shares", f"{SOURCE}, Sorensen-Dice coefficient",
             "each class DSC loss is equal in magnitude despite having different sizes",
             f"the small structure's share of the Dice loss in the same scenes is at least its equal part 1/K "
             f"(K = {k}), as it would be if its term did not shrink with its size", result.shares.at_task_size("Dice"),
             above=1 / k,
             interval_kind="95 % t interval over scenes", what="the share"),
         _interval_claim(
-            "dice-loss-finds-small", "1", f"{SOURCE}, Dice as the alternative to the cross entropy",
+            "dice-loss-finds-small", "pixelwise-loss-training", f"{SOURCE}, Dice as the alternative to the cross entropy",
             "a Dice loss keeps small structures that the cross entropy lets drown",
             "held-out Dice of the small structure, Dice-loss network minus CE network (same weights at the start, "
             "same data order)", (small["dice"] - small["ce"]).ravel(), above=0.0,
@@ -1438,18 +1475,18 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
                                                                      else f" and {config.loss_seeds} seeds"),
             depends_on=("loss-nets-learn-large",)),
         _interval_claim(
-            "soft-labels-calibrate", "1", f"{SOURCE}, ambiguity in segmentation labels; CE with p(y = k)",
+            "soft-labels-calibrate", "pixelwise-soft-labels", f"{SOURCE}, ambiguity in segmentation labels; CE with p(y = k)",
             "training on the raters' p(y = k) instead of one label per pixel gives probabilities that match the "
             "raters' disagreement", "calibration error against the raters on the pixels where they disagree, "
             "majority-vote network minus soft-target network", result.soft.paired("ece where raters disagree"),
             above=0.0, interval_kind=seeds, depends_on=("soft-nets-learn-large",)),
         _equivalence_claim(
-            "soft-labels-keep-dice", "1", "this chapter",
+            "soft-labels-keep-dice", "pixelwise-soft-labels", "this chapter",
             "soft targets cost no segmentation quality", "held-out Dice of the large structure against the "
             "majority vote, majority-vote network minus soft-target network", result.soft.paired("dice_large"),
             margin=config.soft_dice_margin, interval_kind=seeds, depends_on=("soft-nets-learn-large",)),
         _equivalence_claim(
-            "binary-sigmoid-equals-softmax", "2", f"{SOURCE}, binary segmentation (sigmoid output) and "
+            "binary-sigmoid-equals-softmax", "pixelwise-binary", f"{SOURCE}, binary segmentation (sigmoid output) and "
             "multi-class segmentation (softmax)",
             "for two classes, one sigmoid output with BCE is the softmax network with CE",
             "held-out Dice of the large structure, sigmoid + BCE minus softmax + CE (same architecture, seeds, data)",
@@ -1460,26 +1497,26 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
                         ("unet-transposed", "U-Net (transposed convolutions)")):
         if name in config.architectures and "naive" in config.architectures:
             out.append(_interval_claim(
-                f"{name}-retains-detail", "2", f"{SOURCE}, FCN and U-Net: 'skip connections can retain details'",
+                f"{name}-retains-detail", "pixelwise-matched-size", f"{SOURCE}, FCN and U-Net: 'skip connections can retain details'",
                 f"{label} keeps detail the single up-sampling loses",
                 f"boundary accuracy, {name} minus naive, at matched parameter counts",
                 arch.paired("matched", name, "naive"), above=0.0, interval_kind=seeds,
                 depends_on=("arch-nets-learn-large",)))
     if {"fcn", "unet-bilinear"} <= set(config.architectures):
         out.append(_interval_claim(
-            "unet-beyond-fcn", "2", "this chapter", "concatenated encoder features (U-Net) keep more detail than "
+            "unet-beyond-fcn", "pixelwise-matched-size", "this chapter", "concatenated encoder features (U-Net) keep more detail than "
             "fused class scores (FCN)", "boundary accuracy, unet-bilinear minus fcn, at matched parameter counts",
             arch.paired("matched", "unet-bilinear", "fcn"), above=0.0, interval_kind=seeds,
             depends_on=("arch-nets-learn-large",)))
     if {"unet-bilinear", "unet-transposed"} <= set(config.architectures):
         out.append(_equivalence_claim(
-            "up-modes-alike", "2", f"{SOURCE}, U-Net up-sampling: bilinear + convolution OR transposed convolution",
+            "up-modes-alike", "pixelwise-matched-size", f"{SOURCE}, U-Net up-sampling: bilinear + convolution OR transposed convolution",
             "the two up-sampling options are interchangeable", "boundary accuracy, bilinear minus transposed, at "
             "matched parameter counts", arch.paired("matched", "unet-bilinear", "unet-transposed"),
             margin=config.up_mode_margin, interval_kind=seeds, depends_on=("arch-nets-learn-large",)))
     out += [
         _equivalence_claim(
-            "few-volumes-suffice", "3", f"{SOURCE}, dataset: how big a data set do we need?",
+            "few-volumes-suffice", "pixelwise-labelled-data", f"{SOURCE}, dataset: how big a data set do we need?",
             "3 - 5 labelled volumes train a good U-Net for large structures",
             f"held-out Dice of the large structure with {config.notes_volumes} volumes minus with "
             f"{max(config.curve_volumes)} (equal optimiser steps)", result.curve.gap(config.notes_volumes),
@@ -1487,19 +1524,19 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
             depends_on=("curve-full-learns",),
             note="Our volumes are synthetic 2-D stacks, not brain MRI; the test is whether the curve flattens by then."),
         _equivalence_claim(
-            "few-volumes-small", "3", "this chapter", "the same few volumes suffice for the small structure",
+            "few-volumes-small", "pixelwise-labelled-data", "this chapter", "the same few volumes suffice for the small structure",
             f"held-out Dice of the small structure with {config.notes_volumes} volumes minus with "
             f"{max(config.curve_volumes)}", result.curve.gap(config.notes_volumes, "dice_small"),
             margin=config.curve_margin, interval_kind=seeds + " (each drawing its own volumes)",
             depends_on=("curve-full-learns",)),
         _interval_claim(
-            "psnr-ssim-disagree", "4", f"{SOURCE}, PSNR and SSIM",
+            "psnr-ssim-disagree", "pixelwise-equal-mse", f"{SOURCE}, PSNR and SSIM",
             "SSIM (local luminance, contrast, structure) measures something other than the MSE behind PSNR",
             "SSIM range over five degradations of equal MSE (equal PSNR); deterministic, so the interval is a point",
             [float(np.ptp(result.gallery["SSIM"]))] * 2, above=0.1, interval_kind="no sampling: one image",
             what="the SSIM range"),
         _equivalence_claim(
-            "l2-learns-mean", "5", f"{SOURCE}, MSE as a training loss",
+            "l2-learns-mean", "pixelwise-l1-l2", f"{SOURCE}, MSE as a training loss",
             "minimising the MSE predicts the mean of the possible targets",
             f"slope of (output - clean) against (impulse value - clean) for the L2 network; the mean of the targets "
             f"has slope q = {config.impulse_fraction:g}", _slopes(result.pixel_losses, "l2"),
@@ -1507,14 +1544,14 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
             paper=config.impulse_fraction, what="the slope minus q", centre=config.impulse_fraction,
             note="The 'paper' value is the slope of the mean of the targets, not a number from the notes."),
         _equivalence_claim(
-            "l1-learns-median", "5", f"{SOURCE}, MAE as a training loss",
+            "l1-learns-median", "pixelwise-l1-l2", f"{SOURCE}, MAE as a training loss",
             "minimising the MAE predicts the median of the possible targets",
             "the same slope for the L1 network; the median of the targets has slope 0",
             _slopes(result.pixel_losses, "l1"),
             margin=config.slope_margin, interval_kind=seeds, depends_on=("pixel-nets-train",), paper=0.0,
             what="the slope", note="The 'paper' value is the slope of the median of the targets."),
         _interval_claim(
-            "mse-oversmooths", "5", f"{SOURCE}, advanced cost functions (motivation)",
+            "mse-oversmooths", "pixelwise-perceptual-adversarial", f"{SOURCE}, advanced cost functions (motivation)",
             "an MSE-trained denoiser is smoother than the real image", "detail ratio of the MSE denoiser "
             "(fine-detail RMS relative to full dose, soft tissue)", result.restoration.per_slice["mse"]["detail ratio"],
             below=1.0, interval_kind=slices, depends_on=("mse-denoiser-helps",), what="the detail ratio"),
@@ -1523,18 +1560,18 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
         deps = ("mse-denoiser-helps", "featurenet-beats-chance") if label == "perceptual" else ("mse-denoiser-helps",)
         out += [
             _interval_claim(
-                f"{label}-adds-texture", "5", f"{SOURCE}, advanced cost function ({label} loss)",
+                f"{label}-adds-texture", "pixelwise-perceptual-adversarial", f"{SOURCE}, advanced cost function ({label} loss)",
                 f"a {label} term restores texture that the MSE smooths away",
                 f"detail ratio, {name} minus mse", result.restoration.paired(name, "mse", "detail ratio"), above=0.0,
                 interval_kind=slices, depends_on=deps),
             _interval_claim(
-                f"{label}-costs-psnr", "5", "this chapter (the usual trade-off)",
+                f"{label}-costs-psnr", "pixelwise-perceptual-adversarial", "this chapter (the usual trade-off)",
                 f"the {label} term costs PSNR", f"PSNR, {name} minus mse", result.restoration.paired(name, "mse",
                                                                                                   "PSNR [dB]"),
                 below=0.0, unit="dB", interval_kind=slices, depends_on=deps),
         ]
     out.append(_interval_claim(
-        "imputation-needs-context", "6", f"{SOURCE}, missing data in problems requiring multiple sequences",
+        "imputation-needs-context", "pixelwise-imputation", f"{SOURCE}, missing data in problems requiring multiple sequences",
         "a missing sequence can be imputed by pixel-wise prediction, better with context than pixel by pixel",
         "MAE against the clean target sequence, U-Net minus the best pixel-wise intensity map (held-out patients)",
         result.imputation.unet_minus("pixel-wise intensity map"), below=0.0, interval_kind=seeds,
@@ -1544,6 +1581,52 @@ def claims(result: PixelwiseResult, config: PixelwiseConfig, checks_: Sequence[C
 
 def _slopes(study: PixelLossStudy, loss: str) -> list[float]:
     return study.rows[study.rows.loss == loss]["slope"].tolist()
+
+
+# ------------------------------------------------------------------------------------------------
+# How this run departs from the notes
+
+def deviations(config: PixelwiseConfig) -> list[Deviation]:
+    """How this run's experiments depart from what the notes describe (data, networks, training, loss formulas)."""
+    scenes = (f"synthetic scenes ({config.image_size} px; {config.repeat_image_size} px in the sections trained over "
+              f"several seeds): a large ellipse and a small disk on a noisy background, {config.n_train} training "
+              f"scenes; simulated low-dose CT ({config.ct_size} px, dose {config.dose:g}); simulated breast MRI")
+    widths = sorted({config.width, config.soft_width, config.binary_width, config.curve_width})
+    trainings = {"losses": config.seg_training, "soft labels": config.soft_training,
+                 "binary": config.binary_training, "architectures": config.arch_training}
+    lengths = ", ".join(f"{name} {t.epochs} epoch{'' if t.epochs == 1 else 's'}" for name, t in trainings.items())
+    seeds = sorted({config.loss_seeds, config.soft_seeds, config.binary_seeds, config.arch_seeds, config.curve_seeds,
+                    config.pixel_seeds, config.impute_seeds})
+    return [
+        Deviation("pixelwise.data", CHAPTER, REFERENCE, "data",
+                  "medical images (brain MRI, CT, multi-sequence MRI); the notes name no data set", scenes,
+                  "every answer is known by construction, and no medical data can be downloaded at build time"),
+        Deviation("pixelwise.volumes", CHAPTER, REFERENCE, "labelled volumes",
+                  "3 - 5 labelled 3-D brain MRI volumes (T1w MPRAGE) for large anatomical structures",
+                  f"stacks of {config.volume_slices} 2-D slices of {config.repeat_image_size} px, one large and one "
+                  f"small synthetic structure, {', '.join(map(str, config.curve_volumes))} training volumes, "
+                  f"{config.curve_steps} optimiser steps each, a 2-D U-Net",
+                  "no labelled brain MRI offline; a 3-D network on real volumes needs a GPU"),
+        Deviation("pixelwise.networks", CHAPTER, REFERENCE, "network size",
+                  "the binary network's 32, 128 and 256 channels (I -> 32 -> 128 -> 256 -> 128 -> 32 -> O)",
+                  f"the notes' channel counts times {', '.join(f'{w:g}' for w in widths)}; architectures also at a "
+                  f"matched parameter count", "the profile's compute budget (CPU on smoke and quick)"),
+        Deviation("pixelwise.training", CHAPTER, REFERENCE, "training length and repeats",
+                  "not specified (trained to convergence)",
+                  f"{lengths}; {' to '.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} "
+                  f"training seeds per comparison", "the profile's compute budget; the quick profile's networks are "
+                  "not converged"),
+        Deviation("pixelwise.loss-formulas", CHAPTER, REFERENCE, "loss formulas",
+                  "losses summed over pixels; the Dice ratios summed over classes, without smoothing",
+                  "losses averaged over pixels; Dice loss 1 - mean over classes of DSC_k with smoothing 1; logits "
+                  "in, the sigmoid or softmax inside the loss", "the same minimisers with a gradient that does not "
+                  "grow with the image size, and a defined value for an empty class"),
+        Deviation("pixelwise.imputation", CHAPTER, REFERENCE, "missing sequence",
+                  "imputing a missing sequence of a real multi-sequence examination",
+                  f"two simulated T1-like contrasts (with and without fat suppression) of the same simulated breast "
+                  f"anatomy, {config.impute_patients} training and {config.impute_test_patients} test patients, "
+                  f"Rician noise {config.impute_noise:g}", "no multi-sequence MRI offline; the clean target is known"),
+    ]
 
 
 def headline_numbers(result: PixelwiseResult) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from glassbox.models import common, segnets
 from glassbox.models.common import init_model
 from glassbox.training import losses
 from glassbox.training.loop import cosine_adam, epoch_order, fit
+from glassbox.training.segmentation import DRY_RUN_IMAGES
 
 PIXEL_LOSSES: tuple[str, ...] = ("l1", "l2")
 RESTORATION_LOSSES: tuple[str, ...] = ("mse", "mse+perceptual", "mse+adversarial")
@@ -99,6 +100,8 @@ def train_image_regressor(loss_name: str, inputs: Tensor, targets: Tensor, train
     if loss_name not in PIXEL_LOSSES:
         raise RestorationTrainingError(f"loss must be one of {PIXEL_LOSSES}, got {loss_name!r}")
     _pairs(inputs, targets)
+    inputs, targets = (dryrun.head(t, DRY_RUN_IMAGES, f"regressor / {loss_name}: {DRY_RUN_IMAGES} images")
+                       for t in (inputs, targets))
     model = build_regressor(training, seed, in_channels=inputs.shape[1])
 
     def loss_fn(net: nn.Module, batch: Sequence[Tensor]) -> Tensor:
@@ -171,6 +174,7 @@ def train_restorer(loss_name: str, low: Tensor, full: Tensor, training: Regresso
     if loss_name == "mse+perceptual" and feature_net is None:
         raise RestorationTrainingError("loss 'mse+perceptual' needs a feature_net (see glassbox.models.feature_nets)")
     _pairs(low, full)
+    low, full = (dryrun.head(t, DRY_RUN_IMAGES, f"denoiser / {loss_name}: {DRY_RUN_IMAGES} images") for t in (low, full))
     device = torch.device(device)
     model = build_regressor(training, seed)
     began = time.perf_counter()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from glassbox.core import checks
+from glassbox.core import checks, dryrun
 from glassbox.data import shapes
 from glassbox.measure import image_metrics
 from glassbox.models import segnets
@@ -34,6 +34,10 @@ from glassbox.training.loop import cosine_adam, fit
 
 BINARY_LOSS = "binary-bce"
 LOSS_NAMES: tuple[str, ...] = (*losses.SEGMENTATION_LOSSES, BINARY_LOSS)
+DRY_RUN_IMAGES = 2
+"""In a dry run (:mod:`glassbox.core.dryrun`) a training takes its one step on this many images and is scored on as
+many held-out ones: the configuration, the shapes and the code path are tried at a token cost (a paper-sized batch
+of a full-width network takes 10-20 s per step on one CPU thread; the memory of a full batch is not tried)."""
 
 
 class SegmentationTrainingError(ValueError):
@@ -156,6 +160,10 @@ def train_segmenter(architecture: str, loss_name: str, images: Tensor, targets: 
         raise SegmentationTrainingError("give both test_images and test_labels, or neither")
     model = segnets.build_segnet(architecture, in_channels=images.shape[1], out_channels=n_classes, width=width,
                                  init_seed=seed)
+    where = f"{architecture} / {loss_name}: {DRY_RUN_IMAGES} images"
+    images, targets = (dryrun.head(t, DRY_RUN_IMAGES, where) for t in (images, targets))
+    if test_images is not None:
+        test_images, test_labels = (dryrun.head(t, DRY_RUN_IMAGES, where) for t in (test_images, test_labels))
 
     def loss_fn(net: nn.Module, batch: Sequence[Tensor]) -> Tensor:
         x, y = batch
