@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from glassbox.core import dryrun
+from glassbox.data import ct_physics, phantoms
 
 
 def simulated_ct(n_images: int, size: int, dose: float, seed: int, n_slices: int = 5) -> dict[str, np.ndarray]:
@@ -19,8 +20,6 @@ def simulated_ct(n_images: int, size: int, dose: float, seed: int, n_slices: int
 
     Patient ``i`` is phantom seed ``seed * 100_003 + i`` at slice ``i % n_slices``; the scan noise comes from ``seed``.
     """
-    from glassbox.data import ct_physics, phantoms
-
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
         raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
     if dryrun.active() and n_images > 1:  # a dry run simulates one image; the rest are copies (same shapes, memory)
