@@ -34,3 +34,13 @@ def test_rician_noise_is_independent_per_seed(scans):
     assert np.array_equal(mri_sequences.add_rician_noise(scans.source, 0.0, seed=1), scans.source.astype(np.float32))
     with pytest.raises(ValueError, match="sequence"):
         mri_sequences.paired_sequences(1, 0, source="T2")
+
+
+def test_a_dry_run_scans_one_patient_and_copies_it_with_the_full_shapes(scans):
+    from glassbox.core import dryrun
+
+    with dryrun.dry_run() as log:
+        dry = mri_sequences.paired_sequences(3, seed=4, anatomy=mri.AnatomyConfig(size=32, slices_per_patient=2))
+    assert dry.source.shape == scans.source.shape and np.array_equal(dry.patients, scans.patients)
+    assert np.array_equal(dry.target[4:], dry.target[:2]) and np.array_equal(dry.source[2:4], dry.source[:2])
+    assert "paired_sequences" in log.cut

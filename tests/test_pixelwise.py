@@ -312,3 +312,21 @@ def test_first_epoch_reaching_a_level():
     history = [{"epoch": 1, "dice_small": 0.1}, {"epoch": 2, "dice_small": 0.6}, {"epoch": 3, "dice_small": 0.4}]
     assert seg.first_epoch_reaching(history, "dice_small", 0.5) == 2
     assert seg.first_epoch_reaching(history, "dice_small", 0.9) is None
+
+
+def test_a_dry_run_tries_each_configuration_once_on_token_data():
+    from glassbox.core import dryrun
+
+    assert dryrun.head([1, 2, 3], 2, "list") == [1, 2, 3]                 # outside a dry run: untouched
+    jobs = pw.loss_jobs(dataclasses.replace(SMOKE, loss_seeds=2), 0)   # [ce, dice] x 2 seeds
+    with dryrun.dry_run() as log:
+        assert dryrun.head([1, 2, 3], 2, "list") == [1, 2]
+        results = [pw._compute(job, "cpu", False) for job in jobs]
+        dry_train, _ = jobs[0].data.build()
+    assert results[0] is results[2] and results[1] is results[3] and results[0] is not results[1]
+    assert sum(n for where, n in log.cut.items() if "replicate" in where) == 2
+    assert any(f"{seg.DRY_RUN_IMAGES} images" in where for where in log.cut)
+    assert len(results[0]["history"]) == 1                              # one epoch of one step
+    train, _ = jobs[0].data.build()                                      # the real data, not the dry run's copies
+    assert torch.equal(dry_train.images[1], dry_train.images[0]) and not torch.equal(train.images[1], train.images[0])
+    assert len(train) == len(dry_train) == SMOKE.n_train

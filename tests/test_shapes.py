@@ -137,3 +137,19 @@ def test_volume_appearance_differs_between_volumes_but_not_within_one():
     assert all(0.6 <= value <= 1.4 for value in large)
     with pytest.raises(shapes.ShapesConfigError, match="spread"):
         shapes.volume_appearance(config, np.random.default_rng(0), 1.0)
+
+
+def test_in_a_dry_run_data_sets_are_copies_of_their_first_item_with_the_full_shapes():
+    from glassbox.core import dryrun
+
+    config = ShapesConfig(size=32, large_radius=(6.0, 8.0), small_radius=(1.5, 2.0))
+    full, volumes = shapes.make_dataset(3, config, seed=1), shapes.make_volumes(3, 2, config, seed=1, first=2)
+    with dryrun.dry_run() as log:
+        dry = shapes.make_dataset(3, config, seed=1)
+        dry_volumes = shapes.make_volumes(3, 2, config, seed=1, first=2)
+        rated = shapes.make_rated_set(3, 2, config, seed=1)
+    assert dry.images.shape == full.images.shape and dry.labels.dtype == full.labels.dtype
+    assert torch.equal(dry.images[2], full.images[0]) and torch.equal(dry.labels[2], full.labels[0])
+    assert torch.equal(dry_volumes.volumes, volumes.volumes) and torch.equal(dry_volumes.images[4], volumes.images[0])
+    assert rated.raters.shape == (3, 2, 32, 32) and torch.equal(rated.soft[2], rated.soft[0])
+    assert {"shapes.make_dataset", "shapes.make_volumes", "shapes.make_rated_set"} <= set(log.cut)
