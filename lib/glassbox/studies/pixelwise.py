@@ -84,7 +84,7 @@ class PixelwiseConfig:
     # segmentation task (glassbox.data.shapes), sizes relative to image_size
     image_size: int = 64
     repeat_image_size: int = 48          # scene size of the sections trained over several seeds (cost ~ pixels)
-    n_train: int = 96
+    n_train: int = 128
     n_test: int = 48
     small_intensity: float = 1.5
     noise: float = 0.35
@@ -106,7 +106,7 @@ class PixelwiseConfig:
     rater_threshold: tuple[float, float] = (0.15, 0.85)   # ... and draw it at their own level: +-2 px disagreement
     rated_train: int = 64
     rated_test: int = 24
-    soft_training: seg.SegTraining = seg.SegTraining(epochs=9, batch_size=8, lr=6e-3, cosine=True)
+    soft_training: seg.SegTraining = seg.SegTraining(epochs=12, batch_size=8, lr=6e-3, cosine=True)
     soft_width: float = 0.25
     soft_seeds: int = 3
     calibration_bins: int = 10
@@ -122,7 +122,7 @@ class PixelwiseConfig:
     architectures: tuple[str, ...] = segnets.ARCHITECTURES
     architecture_loss: str = "dice"
     arch_n_train: int = 64
-    arch_training: seg.SegTraining = seg.SegTraining(epochs=10, batch_size=8, lr=6e-3, cosine=True)
+    arch_training: seg.SegTraining = seg.SegTraining(epochs=15, batch_size=8, lr=6e-3, cosine=True)
     arch_seeds: int = 3
     matched_to: str = "naive"            # every network sized to this one's parameter count at `width`
     up_mode_margin: float = 0.01         # bilinear and transposed up-sampling "alike" within this
@@ -131,7 +131,7 @@ class PixelwiseConfig:
     curve_volumes: tuple[int, ...] = (1, 3, 5, 10)
     test_volumes: int = 4
     curve_training: seg.SegTraining = seg.SegTraining(epochs=1, batch_size=8, lr=6e-3, cosine=True)  # epochs: steps
-    curve_steps: int = 90                # optimiser steps per training, the same for every training-set size
+    curve_steps: int = 120               # optimiser steps per training, the same for every training-set size
     curve_width: float = 0.25
     intensity_spread: float = 0.4        # each volume's class intensities and noise scaled by 1 +- up to this
     curve_seeds: int = 3
@@ -146,7 +146,7 @@ class PixelwiseConfig:
     impulse_fraction: float = 0.3
     impulse_value: float = 2.0
     pixel_n_train: int = 64
-    pixel_training: rst.RegressorTraining = rst.RegressorTraining(base=8, levels=2, epochs=8, batch_size=8, lr=4e-3,
+    pixel_training: rst.RegressorTraining = rst.RegressorTraining(base=8, levels=2, epochs=12, batch_size=8, lr=4e-3,
                                                                   cosine=True)
     pixel_seeds: int = 3
     slope_margin: float = 0.05           # slope equals its prediction (q for L2, 0 for L1) within this
@@ -155,7 +155,7 @@ class PixelwiseConfig:
     n_restore_patients: int = 24
     restore_crop: int = 64
     restore_crops_per_image: int = 4
-    restore_training: rst.RegressorTraining = rst.RegressorTraining(base=16, levels=2, epochs=6, batch_size=8,
+    restore_training: rst.RegressorTraining = rst.RegressorTraining(base=16, levels=2, epochs=10, batch_size=8,
                                                                     lr=1e-3, cosine=True)
     adversarial: rst.AdversarialTraining = rst.AdversarialTraining(perceptual_weight=0.1, adversarial_weight=5e-3,
                                                                    critic_lr=1e-4)
@@ -164,7 +164,7 @@ class PixelwiseConfig:
     impute_test_patients: int = 8
     impute_slices: int = 4
     impute_noise: float = 0.03
-    impute_training: rst.RegressorTraining = rst.RegressorTraining(base=8, levels=3, epochs=9, batch_size=8, lr=6e-3,
+    impute_training: rst.RegressorTraining = rst.RegressorTraining(base=8, levels=3, epochs=12, batch_size=8, lr=6e-3,
                                                                    cosine=True)
     impute_seeds: int = 3
     mapping_bins: int = 64
