@@ -2,6 +2,7 @@
 #   make book   -> virtual environment + pinned dependencies + the training grid + `jupyter-book build book/` (quick)
 #   make test   -> the same environment + the test suite (smoke profile), the browser test included
 #   make pdf    -> the whole report as one PDF, _build/pdf/glassbox.pdf (Chromium's print-to-PDF)
+#   make student -> the chapters with exercises as student notebooks in _build/student/ (solutions removed)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -18,7 +19,7 @@ export GLASSBOX_PROFILE ?= quick
 GRID     ?= 1
 BOOK_OUT ?= .
 
-.PHONY: setup book pdf test test-fast bench clean clean-all
+.PHONY: setup book pdf test test-fast bench student clean clean-all
 
 setup: $(STAMP) $(ASSETS) $(SYSTEM)
 	@test -f $(ASSETS) || echo "!! set-up is incomplete: the web assets are missing (see above); the book will not render offline"
@@ -66,6 +67,10 @@ test: setup
 # unit tests only (no notebook execution, no book build)
 test-fast: $(STAMP)
 	source $(BIN)/activate && ruff check lib tests bench scripts book && python -m pytest -q -m "not slow"
+
+# every chapter with exercises as a student notebook (solutions removed, answer checks kept) in _build/student/
+student: $(STAMP)
+	$(BIN)/python scripts/student_edition.py --out _build/student
 
 bench: $(STAMP)
 	source $(BIN)/activate && python bench/run.py

@@ -81,3 +81,19 @@ def test_match_mse_reports_unreachable_targets(image):
 def test_bad_inputs_raise(image, call):
     with pytest.raises(ValueError):
         call(image)
+
+
+def test_impulse_noise_keeps_the_median_and_moves_the_mean(image):
+    rng = np.random.default_rng(0)
+    draws = np.stack([gd.impulse(image, 0.3, 2.0, rng) for _ in range(400)])
+    hit = draws == 2.0
+    assert hit.mean() == pytest.approx(0.3, abs=0.01)
+    np.testing.assert_allclose(np.median(draws, axis=0), image)
+    # the mean of 400 draws per pixel, in units of its binomial standard error: |z| < 5.5 at every one of the
+    # 9216 pixels fails by chance with probability below 1e-3 (a fixed atol would be ~2 standard errors here)
+    expected = image + 0.3 * (2.0 - image)
+    standard_error = np.sqrt(0.3 * 0.7 / len(draws)) * (2.0 - image)
+    assert np.abs((draws.mean(0) - expected) / standard_error).max() < 5.5
+    assert np.array_equal(gd.impulse(image, 0.0, 2.0, 1), image)
+    with pytest.raises(gd.DegradationError, match="fraction"):
+        gd.impulse(image, 1.5, 2.0, 0)

@@ -194,3 +194,33 @@ def test_boundary_accuracy():
     assert all_background == pytest.approx(1 - inside.sum() / band.sum())
     assert math.isnan(gm.boundary_accuracy(np.zeros_like(ref), np.zeros_like(ref)))
     assert gm.boundary_band(ref, 2).sum() > band.sum()
+
+
+def test_calibration_error_is_zero_for_the_target_itself_and_known_for_a_constant_guess():
+    probs = torch.softmax(torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0)), dim=1)
+    assert gm.calibration_error(probs, probs) == pytest.approx(0.0, abs=1e-12)
+    # always 0.95 confident in class 0, right on 60 % of the pixels: |0.6 - 0.95| = 0.35
+    confident = torch.tensor([0.95, 0.03, 0.02])[None, :, None].expand(1, 3, 10).clone()
+    labels = torch.tensor([[0] * 6 + [1] * 4])
+    assert gm.calibration_error(confident, labels) == pytest.approx(0.35)
+    bins = gm.reliability_bins(confident, labels, n_bins=10)
+    assert bins["count"].sum() == 10 and bins["count"][9] == 10
+    assert bins["outcome"][9] == pytest.approx(0.6) and np.isnan(bins["confidence"][0])
+
+
+def test_calibration_error_takes_soft_targets_and_rejects_non_distributions():
+    probs = torch.tensor([0.7, 0.3])[None, :, None]
+    assert gm.calibration_error(probs, torch.tensor([0.5, 0.5])[None, :, None]) == pytest.approx(0.2)
+    with pytest.raises(gm.MetricInputError, match="sum to 1"):
+        gm.calibration_error(probs, torch.tensor([0.5, 0.6])[None, :, None])
+    with pytest.raises(gm.MetricInputError, match="labels"):
+        gm.calibration_error(probs, torch.tensor([[2]]))
+
+
+def test_calibration_error_on_a_mask_of_pixels():
+    probs = torch.tensor([[0.9, 0.6], [0.1, 0.4]])[None]                # (1, 2 classes, 2 pixels)
+    target = torch.tensor([[1.0, 0.5], [0.0, 0.5]])[None]
+    assert gm.calibration_error(probs, target, mask=torch.tensor([[True, False]])) == pytest.approx(0.1)
+    assert gm.calibration_error(probs, target, mask=torch.tensor([[False, True]])) == pytest.approx(0.1)
+    with pytest.raises(gm.MetricInputError, match="no pixel"):
+        gm.calibration_error(probs, target, mask=torch.tensor([[False, False]]))

@@ -114,3 +114,56 @@ def test_each_network_can_fit_a_tiny_batch(name):
     assert predicted.shape == labels.shape and predicted.dtype == torch.int64
     assert model.training                                                       # prediction restores the mode
     assert (predicted == labels).float().mean() > 0.9
+
+
+def test_unet_widths_replace_the_doubling_of_base():
+    by_base = segnets.SmallUNet(base=8, levels=3)
+    by_widths = segnets.SmallUNet(widths=[8, 16, 32, 64], levels=3)
+    assert segnets.count_parameters(by_base) == segnets.count_parameters(by_widths)
+    assert segnets.parameter_count("unet-bilinear", 0.25) == segnets.count_parameters(
+        segnets.SmallUNet(base=8, levels=3, up="bilinear"))
+    with pytest.raises(segnets.SegNetInputError, match="widths"):
+        segnets.SmallUNet(widths=[8, 16], levels=3)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_width_for_parameters_finds_the_nearest_count(name):
+    target = segnets.parameter_count("naive", 0.25)
+    width, count = segnets.width_for_parameters(name, target)
+    assert count == segnets.parameter_count(name, width)
+    assert abs(count / target - 1) < 0.05
+    # no width in a fine grid around the answer gets closer to the target
+    grid = [width * f for f in (0.9, 0.95, 0.98, 1.02, 1.05, 1.1)]
+    assert all(abs(segnets.parameter_count(name, w) - target) >= abs(count - target) for w in grid)
+
+
+def test_parameter_count_leaves_the_global_random_state_alone():
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    segnets.parameter_count("fcn", 0.3)
+    segnets.width_for_parameters("unet-transposed", 20_000)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_receptive_field_of_stacked_convolutions():
+    one = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1))
+    two = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1))
+    dilated = nn.Sequential(nn.Conv2d(1, 1, 5, padding=2))
+    assert [segnets.receptive_field(m, size=16) for m in (one, two, dilated)] == [3, 5, 5]
+    unet = segnets.build_segnet("unet-bilinear", width=0.125)
+    assert segnets.receptive_field(unet, size=64) > segnets.receptive_field(two, size=64)
+
+
+def test_conv3d_parameter_count_grows_each_kernel_by_its_size():
+    conv = nn.Conv2d(2, 4, 3)
+    assert segnets.conv3d_parameter_count(conv) == 2 * 4 * 27 + 4
+    up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+    assert segnets.conv3d_parameter_count(up) == 4 * 2 * 8 + 2
+    norm = nn.BatchNorm2d(5)
+    assert segnets.conv3d_parameter_count(norm) == 10
+
+
+def test_one_output_channel_is_the_binary_network():
+    model = segnets.build_segnet("naive", out_channels=1, width=0.125)
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 1, 32, 32)

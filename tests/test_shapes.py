@@ -76,3 +76,80 @@ def test_bad_dataset_arguments_raise():
         shapes.make_dataset(2, seed=-1)
     with pytest.raises(ValueError, match="small_radius < large_radius"):
         shapes.make_scene(ShapesConfig(), 0, small_radius=10, large_radius=8)
+
+
+def test_volumes_are_stacks_of_correlated_slices_with_ids():
+    config = ShapesConfig(size=48, large_radius=(9.0, 13.0), small_radius=(1.5, 2.6))
+    pool = shapes.make_volumes(4, 6, config, seed=3)
+    assert pool.images.shape == (24, 1, 48, 48) and pool.volumes.tolist() == [v for v in range(4) for _ in range(6)]
+    labels = pool.labels.numpy()
+    assert all((lab == SMALL).any() and (lab == LARGE).any() for lab in labels)
+    same = np.mean([(labels[i] == labels[i + 1]).mean() for i in range(5)])          # neighbours in volume 0
+    other = np.mean([(labels[i] == labels[i + 6]).mean() for i in range(5)])         # same slice, next volume
+    assert same > other
+    # volume v depends only on (seed, v): a bigger pool starts with the smaller one
+    bigger = shapes.make_volumes(5, 6, config, seed=3)
+    assert torch.equal(bigger.images[:24], pool.images)
+    later = shapes.make_volumes(1, 6, config, seed=3, first=2)
+    assert torch.equal(later.images, pool.images[12:18]) and later.volumes.tolist() == [2] * 6
+    chosen = pool.select_volumes([1, 3])
+    assert chosen.volumes.tolist() == [1] * 6 + [3] * 6
+    with pytest.raises(shapes.ShapesConfigError, match="unknown"):
+        pool.select_volumes([7])
+
+
+def test_raters_agree_inside_and_disagree_at_boundaries():
+    config = ShapesConfig()
+    labels = shapes.scene_labels(config, np.random.default_rng(0))
+    raters = shapes.rater_labels(labels, 7, np.random.default_rng(1))
+    soft = shapes.soft_labels(raters)
+    assert soft.shape == (3, *labels.shape)
+    torch.testing.assert_close(soft.sum(0), torch.ones(labels.shape))
+    agreement = soft.max(0).values.numpy()
+    deep_inside = ndimage.binary_erosion(labels == LARGE, iterations=4)
+    assert agreement[deep_inside].min() == 1.0
+    edge = ndimage.binary_dilation(labels == LARGE, iterations=1) & ~ndimage.binary_erosion(labels == LARGE, iterations=1)
+    assert agreement[edge].mean() < 0.95
+    # identical raters: the soft label is one-hot and the majority is their label
+    same = np.stack([labels] * 3)
+    assert torch.equal(shapes.majority_vote(same), torch.from_numpy(labels))
+    with pytest.raises(shapes.ShapesConfigError, match="threshold"):
+        shapes.rater_labels(labels, 3, np.random.default_rng(0), threshold=(0.0, 0.5))
+
+
+def test_rated_set_and_clean_image():
+    config = ShapesConfig(size=32, large_radius=(6.0, 8.0), small_radius=(1.5, 2.0))
+    rated = shapes.make_rated_set(3, 4, config, seed=2)
+    assert rated.raters.shape == (3, 4, 32, 32) and rated.soft.shape == (3, 3, 32, 32) and len(rated) == 3
+    assert torch.equal(rated.truth, shapes.make_dataset(3, config, seed=2).labels)
+    clean = shapes.clean_image(rated.truth[0].numpy(), config)
+    noisy = rated.images[0, 0].numpy()
+    assert abs(np.std(noisy - clean) - config.noise) < 0.05
+
+
+def test_volume_appearance_differs_between_volumes_but_not_within_one():
+    config = ShapesConfig(size=48, large_radius=(9.0, 13.0), small_radius=(1.5, 2.6), noise=0.0, blur=0.0)
+    varied = shapes.make_volumes(3, 4, config, seed=1, intensity_spread=0.4)
+    plain = shapes.make_volumes(3, 4, config, seed=1)
+    assert torch.equal(varied.labels, plain.labels)                  # same anatomy
+    large = [float(varied.images[i, 0][varied.labels[i] == LARGE].mean()) for i in range(12)]
+    assert np.ptp(large[:4]) < 1e-6 and np.ptp(large) > 0.01          # one profile per volume
+    assert all(0.6 <= value <= 1.4 for value in large)
+    with pytest.raises(shapes.ShapesConfigError, match="spread"):
+        shapes.volume_appearance(config, np.random.default_rng(0), 1.0)
+
+
+def test_in_a_dry_run_data_sets_are_copies_of_their_first_item_with_the_full_shapes():
+    from glassbox.core import dryrun
+
+    config = ShapesConfig(size=32, large_radius=(6.0, 8.0), small_radius=(1.5, 2.0))
+    full, volumes = shapes.make_dataset(3, config, seed=1), shapes.make_volumes(3, 2, config, seed=1, first=2)
+    with dryrun.dry_run() as log:
+        dry = shapes.make_dataset(3, config, seed=1)
+        dry_volumes = shapes.make_volumes(3, 2, config, seed=1, first=2)
+        rated = shapes.make_rated_set(3, 2, config, seed=1)
+    assert dry.images.shape == full.images.shape and dry.labels.dtype == full.labels.dtype
+    assert torch.equal(dry.images[2], full.images[0]) and torch.equal(dry.labels[2], full.labels[0])
+    assert torch.equal(dry_volumes.volumes, volumes.volumes) and torch.equal(dry_volumes.images[4], volumes.images[0])
+    assert rated.raters.shape == (3, 2, 32, 32) and torch.equal(rated.soft[2], rated.soft[0])
+    assert {"shapes.make_dataset", "shapes.make_volumes", "shapes.make_rated_set"} <= set(log.cut)

@@ -306,3 +306,24 @@ def test_checkpoint_beyond_requested_epochs_is_refused(tmp_path):
     _fit(epochs=2, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="epoch 2.*epochs=1"):
         _fit(epochs=1, checkpoint_dir=Path(tmp_path))
+
+
+def test_cosine_adam_falls_from_peak_to_floor_and_resumes_its_schedule():
+    from glassbox.training.loop import CosineAdam, cosine_adam
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    opt = cosine_adam(0.01, total_steps=10, final_fraction=0.1)([weight])
+    assert isinstance(opt, CosineAdam)
+    rates = []
+    for _ in range(12):
+        weight.grad = torch.ones(3)
+        opt.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(0.001)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    # the step count travels with the state dict: a restored optimizer continues the schedule
+    fresh = cosine_adam(0.01, total_steps=10, final_fraction=0.1)([torch.nn.Parameter(torch.zeros(3))])
+    fresh.load_state_dict(opt.state_dict())
+    assert fresh.param_groups[0]["steps_done"] == 12
+    with pytest.raises(ValueError):
+        cosine_adam(0.0, 10)

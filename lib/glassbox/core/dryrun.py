@@ -21,12 +21,13 @@ end without meeting a hook is visible (its loop lacks the hook).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Sequence)
 
 
 @dataclass
@@ -99,3 +100,15 @@ def first_time(key: object, scope: str = "") -> bool:
         return False
     _tried.add((scope, key))
     return True
+
+
+def head(values: S, n: int, where: str) -> S:
+    """``values`` itself; in a dry run, its first ``n`` items (``values[:n]``), noted in the log under ``where``.
+
+    For sets that a computation evaluates in full after its loops (a held-out set scored once), or whose size a
+    dry run may shrink because only their shapes matter.
+    """
+    if _log is None or len(values) <= n:
+        return values
+    _log.record(where)
+    return values[:n]

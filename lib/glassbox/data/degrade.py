@@ -1,4 +1,4 @@
-"""Image degradations for exploring restoration metrics: noise, blur, shift and contrast.
+"""Image degradations for exploring restoration metrics: noise, blur, shift and contrast (and impulse noise).
 
 Each function takes a 2-D float image and returns a new float64 image of the same shape; zero
 strength returns the input unchanged (bit for bit). :func:`degrade` applies all four in a fixed
@@ -48,6 +48,24 @@ def add_noise(image: np.ndarray, sigma: float, seed: int | np.random.Generator) 
     array, sigma = _image(image), _non_negative(sigma, "sigma")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return array + sigma * rng.standard_normal(array.shape) if sigma > 0 else array
+
+
+def impulse(image: np.ndarray, fraction: float, value: float, seed: int | np.random.Generator) -> np.ndarray:
+    """Impulse ("salt") noise: each pixel independently replaced by ``value`` with probability ``fraction``.
+
+    A pixel's value is then ``value`` with probability ``fraction`` and its own value otherwise: for
+    ``fraction < 1/2`` the *median* of that distribution is the clean value, while its *mean* moves
+    towards ``value`` by ``fraction * (value - clean)`` (what separates L1 from L2 training).
+    """
+    array = _image(image)
+    fraction = _non_negative(fraction, "fraction")
+    if fraction > 1:
+        raise DegradationError(f"fraction must be in [0, 1], got {fraction!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise DegradationError(f"value must be a finite number, got {value!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return np.where(rng.random(array.shape) < fraction, float(value), array)
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:

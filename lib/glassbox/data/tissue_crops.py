@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from glassbox.core import dryrun
 from glassbox.data import ct_physics, phantoms
 
 
@@ -21,6 +22,10 @@ def simulated_ct(n_images: int, size: int, dose: float, seed: int, n_slices: int
     """
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
         raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    if dryrun.active() and n_images > 1:  # a dry run simulates one image; the rest are copies (same shapes, memory)
+        dryrun.note("simulated_ct")
+        one = simulated_ct(1, size, dose, seed, n_slices)
+        return {name: np.repeat(array, n_images, axis=0) for name, array in one.items()}
     slices = [phantoms.abdominal_phantom_with_labels(size, seed * 100_003 + i, slice_index=i % n_slices,
                                                       n_slices=n_slices) for i in range(n_images)]
     phantom = np.stack([s[0] for s in slices])

@@ -295,3 +295,67 @@ def boundary_accuracy(pred_labels: ArrayLike, ref_labels: ArrayLike, width: int 
     if not band.any():
         return float("nan")
     return float((a.numpy() == b.numpy())[band].mean())
+
+
+# --- calibration of pixel-wise probabilities -----------------------------------------------------
+
+def _calibration_inputs(probs: ArrayLike, target: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    p = as_float64_tensor(probs, "probs")
+    t = as_float64_tensor(target, "target")
+    if p.ndim < 2:
+        raise MetricInputError(f"probs must be (N, K, ...) class probabilities, got shape {tuple(p.shape)}")
+    if t.shape == p.shape[:1] + p.shape[2:]:                       # integer labels -> one-hot
+        if not torch.all((t == t.round()) & (t >= 0) & (t < p.shape[1])):
+            raise MetricInputError(f"target labels must be integers in [0, {p.shape[1] - 1}]")
+        t = F.one_hot(t.long(), p.shape[1]).movedim(-1, 1).to(torch.float64)
+    if t.shape != p.shape:
+        raise MetricInputError(f"target must be labels of shape {tuple(p.shape[:1] + p.shape[2:])} or "
+                               f"probabilities of shape {tuple(p.shape)}, got {tuple(t.shape)}")
+    for name, value in (("probs", p), ("target", t)):
+        if value.min() < 0 or value.max() > 1 or not torch.allclose(value.sum(1), torch.ones((), dtype=torch.float64),
+                                                                      atol=1e-4):
+            raise MetricInputError(f"{name} must hold class probabilities in [0, 1] that sum to 1 over dim 1")
+    return p, t
+
+
+def reliability_bins(probs: ArrayLike, target: ArrayLike, n_bins: int = 10,
+                     mask: ArrayLike | None = None) -> dict[str, np.ndarray]:
+    """Top-label reliability of pixel-wise class probabilities, in ``n_bins`` equal-width confidence bins.
+
+    For every pixel the confidence is the largest predicted probability and the outcome is the
+    target's probability of that class (1 or 0 for hard labels; the raters' share for soft labels).
+    ``mask`` (N, ...) restricts the pixels (e.g. to where raters disagree).
+    Returns per bin: ``confidence`` (mean), ``outcome`` (mean) and ``count`` (pixels); empty bins hold NaN.
+    """
+    p, t = _calibration_inputs(probs, target)
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise MetricInputError(f"n_bins must be a positive integer, got {n_bins!r}")
+    confidence, predicted = p.max(dim=1)
+    outcome = t.gather(1, predicted[:, None]).squeeze(1)
+    if mask is not None:
+        chosen = _as_mask(mask, "mask")
+        if chosen.shape != confidence.shape:
+            raise MetricInputError(f"mask must have shape {tuple(confidence.shape)}, got {tuple(chosen.shape)}")
+        if not chosen.any():
+            raise MetricInputError("mask selects no pixel")
+        confidence, outcome = confidence[chosen], outcome[chosen]
+    confidence, outcome = confidence.reshape(-1).numpy(), outcome.reshape(-1).numpy()
+    index = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(index, confidence, n_bins) / count
+        mean_out = np.bincount(index, outcome, n_bins) / count
+    return {"confidence": mean_conf, "outcome": mean_out, "count": count}
+
+
+def calibration_error(probs: ArrayLike, target: ArrayLike, n_bins: int = 10, mask: ArrayLike | None = None) -> float:
+    """Expected calibration error: sum over bins of (pixel share) x |mean outcome - mean confidence|.
+
+    0 for a perfectly calibrated prediction (among pixels predicted with confidence c, a share c is
+    right, or for soft targets, the raters give the predicted class probability c on average). See
+    :func:`reliability_bins` for the bins; Guo et al. 2017's top-label ECE, applied per pixel.
+    """
+    bins = reliability_bins(probs, target, n_bins, mask)
+    filled = bins["count"] > 0
+    weights = bins["count"][filled] / bins["count"].sum()
+    return float((weights * np.abs(bins["outcome"][filled] - bins["confidence"][filled])).sum())

@@ -20,6 +20,7 @@ CPU epochs suffice and is applied the same way in all three networks. Build with
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -152,11 +153,15 @@ class _Up(nn.Module):
 class SmallUNet(nn.Module):
     """U-Net with ``levels`` poolings, ``base`` channels at full resolution, doubling per level.
 
+    ``widths`` (one channel count per level plus the bottleneck) replaces the doubling of ``base``, so
+    that a U-Net can be sized to a parameter budget (:func:`width_for_parameters`).
+
     ``residual=True`` returns ``input + output`` (a restoration network predicting a correction).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 3, base: int = 16, levels: int = 3, *,
-                 up: UpMode = "bilinear", batch_norm: bool = True, residual: bool = False):
+                 up: UpMode = "bilinear", batch_norm: bool = True, residual: bool = False,
+                 widths: Sequence[int] | None = None):
         super().__init__()
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 6:
             raise SegNetInputError(f"levels must be an integer in [1, 6], got {levels!r}")
@@ -164,9 +169,14 @@ class SmallUNet(nn.Module):
             raise SegNetInputError(f"base must be a positive integer, got {base!r}")
         if residual and in_channels != out_channels:
             raise SegNetInputError(f"residual=True needs in_channels == out_channels, got {in_channels}, {out_channels}")
+        if widths is None:
+            widths = [base * 2**i for i in range(levels + 1)]
+        elif len(widths) != levels + 1 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+            raise SegNetInputError(f"widths must be {levels + 1} positive integers (one per level and the "
+                                   f"bottleneck), got {widths!r}")
+        widths = list(widths)
         self.in_channels, self.out_channels, self.levels = in_channels, out_channels, levels
         self.up_mode, self.residual = up, residual
-        widths = [base * 2**i for i in range(levels + 1)]
         self.down = nn.ModuleList()
         previous = in_channels
         for channels in widths[:-1]:
@@ -175,7 +185,7 @@ class SmallUNet(nn.Module):
         self.bottleneck = nn.Sequential(*_conv(previous, widths[-1], batch_norm),
                                         *_conv(widths[-1], widths[-1], batch_norm))
         self.ups = nn.ModuleList(_Up(widths[i + 1], widths[i], up, batch_norm) for i in reversed(range(levels)))
-        self.head = nn.Conv2d(base, out_channels, 1)
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     @property
     def divisor(self) -> int:
@@ -195,12 +205,19 @@ class SmallUNet(nn.Module):
         return x + out if self.residual else out
 
 
+def _unet_widths(width: float, levels: int = 3) -> list[int]:
+    """Channels per level of the U-Nets of :func:`build_segnet`: the notes' 32 at full resolution, doubling."""
+    return [_scaled(NOTES_WIDTHS[0] * 2**i, width) for i in range(levels + 1)]
+
+
 def build_segnet(name: str, *, in_channels: int = 1, out_channels: int = 3, width: float = 0.25,
                  init_seed: int = 0, batch_norm: bool = True) -> nn.Module:
     """One of :data:`ARCHITECTURES` with initial weights drawn from ``init_seed`` (global RNG untouched).
 
     ``width`` scales the notes' channel counts (0.25 -> 8/32/64 encoder channels); the U-Nets use
-    ``base = round(32 * width)`` channels at full resolution and three poolings, like the others.
+    ``round(32 * 2**i * width)`` channels at level ``i`` (8/16/32/64 at 0.25) and three poolings, like
+    the others. ``out_channels=1`` gives the notes' binary network (one logit per pixel, sigmoid in
+    the loss).
     """
     if name not in ARCHITECTURES:
         raise SegNetInputError(f"unknown architecture {name!r}; choose one of {ARCHITECTURES}")
@@ -208,8 +225,8 @@ def build_segnet(name: str, *, in_channels: int = 1, out_channels: int = 3, widt
     factories = {
         "naive": lambda: NaiveSegNet(width=width, **kwargs),
         "fcn": lambda: FCN(width=width, **kwargs),
-        "unet-bilinear": lambda: SmallUNet(base=_scaled(NOTES_WIDTHS[0], width), up="bilinear", **kwargs),
-        "unet-transposed": lambda: SmallUNet(base=_scaled(NOTES_WIDTHS[0], width), up="transposed", **kwargs),
+        "unet-bilinear": lambda: SmallUNet(widths=_unet_widths(width), up="bilinear", **kwargs),
+        "unet-transposed": lambda: SmallUNet(widths=_unet_widths(width), up="transposed", **kwargs),
     }
     return init_model(factories[name], init_seed)
 
@@ -240,3 +257,80 @@ def predict_probs(model: nn.Module, images: Tensor, batch_size: int = 64) -> Ten
 def predict_labels(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
     """Arg-max label maps (N, H, W) for a stack of images."""
     return predict_logits(model, images, batch_size).argmax(dim=1)
+
+
+def parameter_count(name: str, width: float, *, in_channels: int = 1, out_channels: int = 3) -> int:
+    """Trainable parameters of :func:`build_segnet` ``(name, width)``, without touching any random state."""
+    if name not in ARCHITECTURES:
+        raise SegNetInputError(f"unknown architecture {name!r}; choose one of {ARCHITECTURES}")
+    with torch.random.fork_rng(devices=[]):
+        return count_parameters(build_segnet(name, in_channels=in_channels, out_channels=out_channels, width=width))
+
+
+def width_for_parameters(name: str, target: int, *, in_channels: int = 1, out_channels: int = 3,
+                         low: float = 0.02, high: float = 2.0) -> tuple[float, int]:
+    """The ``width`` at which ``name`` has the parameter count nearest ``target``: ``(width, count)``.
+
+    Channel counts are rounded, so the count is a step function of ``width``; bisection finds the
+    smallest width reaching ``target`` and the step below it is compared. Used to compare
+    architectures at matched size instead of at matched ``width``.
+    """
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise SegNetInputError(f"target must be a positive number of parameters, got {target!r}")
+
+    def count(w: float) -> int:
+        return parameter_count(name, w, in_channels=in_channels, out_channels=out_channels)
+
+    if count(high) < target:
+        raise SegNetInputError(f"{name} has fewer than {target} parameters even at width {high}")
+    if count(low) >= target:
+        return low, count(low)
+    lo, hi = low, high                          # count(lo) < target <= count(hi)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if count(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return min(((lo, count(lo)), (hi, count(hi))), key=lambda wc: (abs(wc[1] - target), wc[0]))
+
+
+def receptive_field(model: nn.Module, size: int = 64, in_channels: int = 1) -> int:
+    """Side (pixels) of the input region that can change the centre output pixel, measured by its gradient.
+
+    The model is evaluated in eval mode with a random input; the gradient of the centre pixel's
+    first output channel with respect to the input is non-zero exactly on the receptive field
+    (clipped to the image). Returns the larger of its height and width.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, in_channels, size, size, generator=generator).to(device).requires_grad_(True)
+    try:
+        out = model(x)
+        out[0, 0, size // 2, size // 2].backward()
+    finally:
+        model.train(was_training)
+    touched = (x.grad.abs().sum(dim=(0, 1)) > 0).cpu()
+    rows, cols = torch.nonzero(touched.any(dim=1)), torch.nonzero(touched.any(dim=0))
+    if not len(rows):
+        return 0
+    return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
+
+
+def conv3d_parameter_count(model: nn.Module) -> int:
+    """Parameters the same network would have with every k x k convolution made k x k x k (its 3-D extension).
+
+    Biases and BatchNorm parameters are unchanged; each 2-D kernel's weights grow by a factor k.
+    """
+    total = 0
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and p is module.weight:
+                total += p.numel() * module.kernel_size[0]
+            else:
+                total += p.numel()
+    return total

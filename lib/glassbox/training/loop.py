@@ -159,6 +159,39 @@ def rmsprop(lr: float = 0.01, **kwargs: Any) -> OptimizerFactory:
     return partial(torch.optim.RMSprop, lr=float(lr), **kwargs)
 
 
+class CosineAdam(torch.optim.Adam):
+    """Adam whose learning rate falls along a half cosine from ``lr`` to ``lr * final_fraction`` over
+    ``total_steps`` steps (and stays there). Short trainings then end on small steps, so their final weights, and
+    the scores read from them, do not depend on where a noisy constant-rate run happened to stop. The step count
+    lives in each parameter group, so it is saved and restored with the optimizer's state (exact resume)."""
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, total_steps: int, final_fraction: float = 0.05,
+                 **kwargs: Any):
+        total_steps = checks.integer(total_steps, "total_steps")
+        if not 0 <= final_fraction <= 1:
+            raise ValueError(f"final_fraction must be in [0, 1], got {final_fraction!r}")
+        super().__init__(params, lr=lr, **kwargs)
+        for group in self.param_groups:
+            group.update(peak_lr=float(lr), total_steps=total_steps, final_fraction=float(final_fraction),
+                         steps_done=0)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        for group in self.param_groups:
+            progress = min(group["steps_done"] / group["total_steps"], 1.0)
+            low = group["peak_lr"] * group["final_fraction"]
+            group["lr"] = low + (group["peak_lr"] - low) * 0.5 * (1 + np.cos(np.pi * progress))
+            group["steps_done"] += 1
+        return super().step(closure)
+
+
+def cosine_adam(lr: float, total_steps: int, final_fraction: float = 0.05) -> OptimizerFactory:
+    """Factory for :class:`CosineAdam` (for :func:`fit`'s ``optimizer``)."""
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    return partial(CosineAdam, lr=float(lr), total_steps=total_steps, final_fraction=final_fraction)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training knobs; the defaults are Qu et al.'s (batch 8, RMSprop lr 0.01, L1 + L2), epochs is required.

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from glassbox.core import checks
+from glassbox.core import checks, dryrun
 from glassbox.data.tissue_crops import random_crops, simulated_ct
 from glassbox.models.common import freeze
 from glassbox.models.feature_nets import (
@@ -77,6 +77,8 @@ def train_feature_net(config: FeatureNetConfig = FeatureNetConfig(), seed: int =
     inputs, labels = tissue_training_set(config, seed)
     held_out = dataclasses.replace(config, n_patients=max(4, config.n_patients // 4))
     val_inputs, val_labels = tissue_training_set(held_out, seed + 1)
+    val_inputs, val_labels = (dryrun.head(t, config.batch_size, "CT feature net: held-out crops")  # one batch
+                              for t in (val_inputs, val_labels))
     model = init_model(lambda: TissueHead(FeatureNet(config.base), n_classes), init_seed=seed)
 
     def loss_fn(net: nn.Module, batch: Any) -> Tensor:
