@@ -153,14 +153,18 @@ class ConditionalINN(nn.Module):
 
 
 class ConditionEmbedder(nn.Module):
-    """The shallow network H: standardise z per channel, stride-2 4x4 convs + LeakyReLU down to at most 4x4, linear.
+    """The shallow network H: standardise z, stride-2 4x4 convs + LeakyReLU down to at most 4x4, linear.
 
-    The standardisation (``mean``/``std`` buffers) is set from data by :meth:`fit_standardization`.
+    The standardisation (``mean``/``std`` buffers) is set from data by :meth:`fit_standardization`: the mean
+    feature *map* (per channel and position) is subtracted, so a pattern every image shares -- the imprint of
+    zero padding at the border of a convolution's output -- does not hide what varies between images; then each
+    channel is divided by its standard deviation.
     """
 
     def __init__(self, channels: int, size: int, emb_dim: int, width: int = 32):
         super().__init__()
         channels, size = checks.integer(channels, "channels", error=InvarianceError), checks.integer(size, "size", error=InvarianceError)
+        size_in = size
         emb_dim, width = checks.integer(emb_dim, "emb_dim", error=InvarianceError), checks.integer(width, "width", error=InvarianceError)
         layers: list[nn.Module] = []
         current, w = channels, width
@@ -169,12 +173,14 @@ class ConditionEmbedder(nn.Module):
             current, size, w = w, size // 2, min(2 * w, 4 * width)
         self.shape = (channels,)
         self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(current * size * size, emb_dim))
-        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("mean", torch.zeros(1, channels, size_in, size_in))
         self.register_buffer("std", torch.ones(1, channels, 1, 1))
 
     def fit_standardization(self, z: Tensor) -> None:
-        self.mean.copy_(z.mean(dim=(0, 2, 3), keepdim=True))
-        self.std.copy_(z.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+        if z.shape[1:] != self.mean.shape[1:]:
+            raise InvarianceError(f"z must be (N, {', '.join(map(str, self.mean.shape[1:]))}), got {tuple(z.shape)}")
+        self.mean.copy_(z.mean(dim=0, keepdim=True))
+        self.std.copy_((z - self.mean).std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net((z - self.mean) / self.std)
