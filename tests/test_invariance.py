@@ -11,13 +11,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from skimage.metrics import peak_signal_noise_ratio
 
+from glassbox.measure import invariance_spread as spread
 from glassbox.models import chen_cnn, common
 from glassbox.models import cinn as cinn_net
 from glassbox.models import vae as vae_net
 from glassbox.models.common import init_model
-from glassbox.measure import invariance_spread as spread
 from glassbox.studies import invariances
 from glassbox.training import vae_cinn
 
@@ -361,3 +360,19 @@ def test_plan_lists_every_stored_model_and_leaves_the_chapter_nothing_to_train(t
     result = invariances.run(cfg, seed=0, progress=False)
     assert saved == [], f"the chapter trained {saved} after the plan ran"
     assert len(result.probes) == 10
+
+
+def test_window_quality_matches_scikit_image_on_the_window():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    generator = torch.Generator().manual_seed(0)
+    reference = 1.0 + 0.1 * torch.randn(2, 1, 16, 16, generator=generator, dtype=torch.float64)
+    estimate = reference + 0.02 * torch.randn(2, 1, 16, 16, generator=generator, dtype=torch.float64)
+    quality = invariances.window_quality(estimate, reference)
+    level, width = invariances.WINDOW_HU
+    lo, hi = level - width / 2, level + width / 2
+    window = [np.clip((1000 * t.numpy() - 1000 - lo) / (hi - lo), 0, 1) for t in (estimate, reference)]
+    expected = [peak_signal_noise_ratio(window[1][i, 0], window[0][i, 0], data_range=1.0) for i in range(2)]
+    assert quality["psnr"] == pytest.approx(expected, rel=1e-9)
+    assert quality["rmse_hu"] == pytest.approx((hi - lo) * np.sqrt(((window[0] - window[1]) ** 2).reshape(2, -1)
+                                                                   .mean(1)), rel=1e-9)

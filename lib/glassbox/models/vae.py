@@ -76,30 +76,50 @@ class VAE(nn.Module):
     """Convolutional VAE of ``(N, 1, p, p)`` patches (``p`` a power of two >= 8).
 
     Encoder: a 3x3 stem to ``width`` channels; per resolution ``n_res`` :class:`ResidualBlock` and a stride-2
-    4x4 convolution (channels ``width * 2**k``, at most ``4 width``) down to 4x4; a linear layer to (mean,
-    logvar) of ``latent_dim`` each. The decoder mirrors it with nearest up-sampling and 3x3 convolutions.
-    ``n_res=0`` is a plain convolution stack. Inputs are standardised by the ``shift``/``scale`` buffers
-    (set from data by :func:`glassbox.training.vae_cinn.train_vae`).
+    4x4 convolution (channels ``width * 2**k``, at most ``4 width``) down to ``bottom`` x ``bottom``; then
+    (mean, logvar) of ``latent_dim`` each. With ``spatial=False`` a linear layer gives them (one code for the
+    whole patch); with ``spatial=True`` a 3x3 convolution gives a latent *map* of ``latent_dim / bottom**2``
+    channels, each latent vector describing its own block of pixels (as the autoencoders of latent diffusion
+    do), which localises edges far better for the same number of latent dimensions. The decoder mirrors the
+    encoder with nearest up-sampling and 3x3 convolutions. ``n_res=0`` is a plain convolution stack. Inputs are
+    standardised by the ``shift``/``scale`` buffers (set from data by
+    :func:`glassbox.training.vae_cinn.train_vae`). Codes are always flat ``(N, latent_dim)`` vectors.
     """
 
-    def __init__(self, patch_size: int, latent_dim: int = 64, width: int = 32, n_res: int = 1):
+    def __init__(self, patch_size: int, latent_dim: int = 64, width: int = 32, n_res: int = 1, bottom: int = 4,
+                 spatial: bool = False):
         super().__init__()
         self.patch_size = _check_patch(patch_size)
         self.latent_dim = checks.integer(latent_dim, "latent_dim", minimum=2, error=InvarianceError)
         width = checks.integer(width, "width", error=InvarianceError)
         if isinstance(n_res, bool) or not isinstance(n_res, int) or n_res < 0:
             raise InvarianceError(f"n_res must be a non-negative integer, got {n_res!r}")
-        n_down = int(math.log2(patch_size // 4))
+        bottom = checks.power_of_two(bottom, "bottom", minimum=1, error=InvarianceError)
+        if bottom > patch_size // 2:
+            raise InvarianceError(f"bottom ({bottom}) must be at most half the patch size ({patch_size})")
+        if spatial and latent_dim % (bottom * bottom):
+            raise InvarianceError(f"a spatial latent of {latent_dim} dimensions must fill a {bottom}x{bottom} map "
+                                  f"(latent_dim a multiple of {bottom * bottom})")
+        self.spatial = bool(spatial)
+        n_down = int(math.log2(patch_size // bottom))
         channels = [width * 2 ** min(k, 2) for k in range(n_down + 1)]
         encoder: list[nn.Module] = [nn.Conv2d(1, channels[0], 3, padding=1)]
         for k in range(n_down):
             encoder += [ResidualBlock(channels[k]) for _ in range(n_res)]
             encoder += [nn.LeakyReLU(0.2), nn.Conv2d(channels[k], channels[k + 1], 4, stride=2, padding=1)]
         encoder += [ResidualBlock(channels[-1]) for _ in range(n_res)]
-        self.encoder = nn.Sequential(*encoder, nn.LeakyReLU(0.2), nn.Flatten(),
-                                     nn.Linear(channels[-1] * 16, 2 * latent_dim))
-        self.bottom = (channels[-1], 4, 4)
-        decoder: list[nn.Module] = [nn.Linear(latent_dim, channels[-1] * 16), nn.Unflatten(1, self.bottom)]
+        self.bottom = (channels[-1], bottom, bottom)
+        if spatial:
+            self.latent_shape = (latent_dim // (bottom * bottom), bottom, bottom)
+            head: list[nn.Module] = [nn.Conv2d(channels[-1], 2 * self.latent_shape[0], 3, padding=1)]
+            entry: list[nn.Module] = [nn.Unflatten(1, self.latent_shape),
+                                      nn.Conv2d(self.latent_shape[0], channels[-1], 3, padding=1)]
+        else:
+            self.latent_shape = (latent_dim,)
+            head = [nn.Flatten(), nn.Linear(channels[-1] * bottom * bottom, 2 * latent_dim)]
+            entry = [nn.Linear(latent_dim, channels[-1] * bottom * bottom), nn.Unflatten(1, self.bottom)]
+        self.encoder = nn.Sequential(*encoder, nn.LeakyReLU(0.2), *head)
+        decoder: list[nn.Module] = list(entry)
         decoder += [ResidualBlock(channels[-1]) for _ in range(n_res)]
         for k in reversed(range(n_down)):
             decoder += [nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2, mode="nearest"),
@@ -118,7 +138,7 @@ class VAE(nn.Module):
     def encode(self, x: Tensor) -> DiagonalGaussian:
         self._check(x)
         mean, logvar = self.encoder((x - self.shift) / self.scale).chunk(2, dim=1)
-        return DiagonalGaussian(mean, logvar)
+        return DiagonalGaussian(mean.flatten(1), logvar.flatten(1))
 
     def decode(self, zbar: Tensor) -> Tensor:
         if zbar.ndim != 2 or zbar.shape[1] != self.latent_dim:

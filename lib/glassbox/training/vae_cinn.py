@@ -35,18 +35,43 @@ from glassbox.models.common import (
     init_model,
     truncate,
 )
-from glassbox.models.vae import VAE
+from glassbox.models.vae import VAE, DiagonalGaussian
 from glassbox.training.loop import History, fit
+
+PRECOMPUTE_BYTES = 1 << 30
+"""Largest stack of layer representations (bytes) :func:`train_invariance_inn` keeps in memory instead of
+recomputing ``Phi`` for every batch."""
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """The VAE of CT patches: residual conv encoder/decoder (``n_res`` blocks per resolution), Gaussian
-    likelihood with std ``recon_sigma_hu``, KL weight ``kl_weight``, Adam at ``lr``."""
+    """The VAE of CT patches: residual conv encoder/decoder (``n_res`` blocks per resolution) down to a
+    ``bottom`` x ``bottom`` map, a flat or ``spatial`` latent (see :class:`glassbox.models.vae.VAE`), Gaussian
+    likelihood with std ``recon_sigma_hu``, KL weight ``kl_weight``, Adam at ``lr``.
+
+    Design measurement (``invariances`` quick data, 2016 training patches of 32 x 32, seed 0, one thread; RMSE of
+    ``D(E(x))`` in the abdomen window on the 16 analysed test patches / on held-out patches):
+
+    ======================================  ======  =========  ==========  =======
+    latent                                  epochs  analysed   held-out    CPU s
+    ======================================  ======  =========  ==========  =======
+    flat 128 (4x4 bottleneck, width 16)     6       89.3 HU    57.9 HU     30
+    flat 256 (4x4, width 16)                6       87.0       56.7        28
+    flat 256 + residual blocks (lr 3e-4)    6       89.5       58.1        65
+    spatial 8x8x4 = 256 (width 16)          6       55.8       34.1        25
+    spatial 8x8x4 = 256                     12      43.0       32.7        46
+    spatial 16x16x1 = 256                   12      33.2       23.8        37
+    ======================================  ======  =========  ==========  =======
+
+    The low-dose noise itself is about 20 HU in that window. With a flat latent, residual blocks at width 32 and
+    Adam at 1e-3 diverged (loss 1e10 by epoch 3) even with zero-initialised branches.
+    """
 
     latent_dim: int = 64
     width: int = 32
     n_res: int = 1
+    bottom: int = 4
+    spatial: bool = False
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
@@ -62,7 +87,7 @@ class VAEConfig:
 
     def build(self, patch_size: int) -> VAE:
         """An untrained :class:`VAE` of this configuration."""
-        return VAE(patch_size, self.latent_dim, self.width, self.n_res)
+        return VAE(patch_size, self.latent_dim, self.width, self.n_res, self.bottom, self.spatial)
 
 
 
@@ -143,12 +168,25 @@ def train_invariance_inn(phi: nn.Module, vae: VAE, images: Tensor, config: CINNC
     ``zbar`` encodes ``vae_images`` (paired with ``images``, e.g. the full-dose images for invariances shown
     in the target domain; default: ``images`` themselves). ActNorm and H's standardisation are initialised on
     the first (up to) 256 images before training.
+
+    Both networks are frozen, so the VAE's posterior of every image and ``Phi`` of every image are computed once
+    (``Phi`` only while the stack stays under ``PRECOMPUTE_BYTES``); each step then draws its posterior sample
+    ``mu + sigma * eps`` from a generator seeded by the batch, as before -- the same objective for a fraction of
+    the cost of encoding every batch again in every epoch.
     """
     device = torch.device(device)
     phi, vae = freeze(phi).to(device), freeze(vae).to(device)
     with torch.no_grad():
         cond_shape = tuple(phi(images[:1].to(device)).shape[1:])
-    model = init_model(lambda: InvarianceINN(vae.latent_dim, cond_shape, config, permutation_seed=seed),
+        encoded = images if vae_images is None else vae_images
+        posteriors = [vae.encode(chunk.to(device)) for chunk in encoded.split(256)]
+        mean = torch.cat([p.mean for p in posteriors])
+        logvar = torch.cat([p.logvar for p in posteriors])
+        z_all = None
+        if images.shape[0] * math.prod(cond_shape) * 4 <= PRECOMPUTE_BYTES:
+            z_all = torch.cat([phi(chunk.to(device)) for chunk in images.split(256)])
+    model = init_model(lambda: InvarianceINN(vae.latent_dim, cond_shape, config, permutation_seed=seed,
+                                             code_shape=getattr(vae, "latent_shape", None)),
                        init_seed=seed)
     model.to(device)
     first = images[:256].to(device)
@@ -156,11 +194,14 @@ def train_invariance_inn(phi: nn.Module, vae: VAE, images: Tensor, config: CINNC
     model.initialize(*_encode_pair(phi, vae, first, torch.Generator().manual_seed(seed), first_vae))
 
     def loss_fn(net: nn.Module, batch: Any) -> Tensor:
-        indices, x, *paired = batch
-        zbar, z = _encode_pair(phi, vae, x, batch_generator(seed, indices), paired[0] if paired else None)
+        indices, x = batch
+        index = indices.to(mean.device)
+        zbar = DiagonalGaussian(mean[index], logvar[index]).sample(batch_generator(seed, indices))
+        with torch.no_grad():
+            z = z_all[index] if z_all is not None else phi(x)
         return nll_loss(*net(zbar, z))
 
-    history = fit(model, IndexedImages(images, vae_images), loss_fn, epochs=config.epochs, batch_size=config.batch_size,
+    history = fit(model, IndexedImages(images), loss_fn, epochs=config.epochs, batch_size=config.batch_size,
                   optimizer=lambda p: torch.optim.Adam(p, lr=config.lr), data_seed=seed, device=device,
                   checkpoint_dir=checkpoint_dir, desc=desc, progress=progress, fingerprint=dataclasses.asdict(config))
     model.eval()
@@ -263,7 +304,8 @@ def pretrained_invariance_inn(network: str, net: nn.Module | None, layer: int, v
 
     name, entry_key = invariance_inn_entry(network, layer, config, key=key, seed=seed)
     record = get_or_compute(name, entry_key, compute, seed=seed, device=device, progress=progress)
-    model = InvarianceINN(vae.latent_dim, record["cond_shape"], config, permutation_seed=seed)
+    model = InvarianceINN(vae.latent_dim, record["cond_shape"], config, permutation_seed=seed,
+                          code_shape=getattr(vae, "latent_shape", None))
     model.load_state_dict(record["state_dict"])  # marks every ActNorm as initialised
     model.eval()
     return model.to(device), record
