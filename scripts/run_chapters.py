@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import papermill
 
-    chapters = args.chapters or toc_chapters()
+    # the Verdicts chapter reads every other chapter's results: it runs last whatever order was asked for
+    chapters = sorted(args.chapters or toc_chapters(), key=lambda name: name == "verdicts")
     out = args.out.resolve()
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     os.environ["GLASSBOX_RESULTS"] = str(out / "results")

@@ -9,6 +9,7 @@ from glassbox.measure.claims import (
     VERDICTS,
     Claim,
     ClaimError,
+    Deviation,
     InvariantError,
     apply_checks,
     equivalence_rule,
@@ -143,3 +144,35 @@ def test_rendering_carries_the_verdict_and_numbers():
     table = claims_table([_claim()])
     assert table.loc["x.1", "verdict"] == "supported"
     assert checks_table([quality_check("q", "q", 0.5, below=1.0)]).loc["q", "passed"]
+
+
+def test_claim_reference_and_section_are_keys():
+    assert _claim(reference="qu2023beware", section="data-noise-law").reference == "qu2023beware"
+    with pytest.raises(ClaimError, match="reference must be a key"):
+        _claim(reference="Qu et al.")
+    with pytest.raises(ClaimError, match="section must be a key"):
+        _claim(section="{ref}`x`")
+
+
+def _deviation(**kw):
+    base = dict(id="x.d1", chapter="x", reference="qu2023beware", aspect="data", paper="512 x 512 Mayo slices",
+                ours="64 x 64 phantoms", reason="no licence")
+    base.update(kw)
+    return Deviation(**base)
+
+
+def test_deviation_needs_every_field():
+    assert Deviation.from_dict(_deviation().as_dict()) == _deviation()
+    with pytest.raises(ClaimError, match="reason must be a non-empty string"):
+        _deviation(reason=" ")
+    with pytest.raises(ClaimError, match="reference must be a BibTeX key"):
+        _deviation(reference="Qu 2023")
+
+
+def test_deviations_round_trip_through_the_results_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLASSBOX_RESULTS", str(tmp_path))
+    save_results("x", {"n": 1}, record={}, claims=[_claim()], deviations=[_deviation()])
+    doc = load_results("x")
+    assert [Deviation.from_dict(d) for d in doc["deviations"]] == [_deviation()]
+    with pytest.raises(ValueError, match="deviation 'x.d1' belongs to chapter 'x', not 'y'"):
+        save_results("y", {}, record={}, deviations=[_deviation()])

@@ -240,7 +240,7 @@ def test_torch_projector_matches_scipy_and_has_the_adjoint_gradient() -> None:
     (lambda: ct_physics.simulate_slice(np.zeros((32, 32)), i0=-5.0), "i0"),
     (lambda: ct_physics.simulate_slice(np.zeros((32, 32)), sigma_e=-1.0), "sigma_e"),
     (lambda: ct_physics.simulate_slice(np.zeros((32, 32)), seed=-1), "seed"),
-    (lambda: ct_physics.projector(8), "at least 16"),
+    (lambda: ct_physics.projector(8), ">= 16"),
     (lambda: ct_physics.projector(32, 0), "n_angles"),
     (lambda: ct_physics.water_cylinder(32, diameter_mm=500.0), "field of view"),
     (lambda: ct_physics.projector(32, 10).forward(np.zeros((31, 31))), "shape"),

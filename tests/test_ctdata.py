@@ -170,7 +170,7 @@ def test_profiles_are_valid_configs() -> None:
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(n=8), "at least 16"),
+    (dict(n=8), ">= 16"),
     (dict(dose=0.0), "dose"),
     (dict(n_patients=0), "n_patients"),
     (dict(patch_size=100), "at most n"),

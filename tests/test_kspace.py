@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from glassbox.models.kspace_sampler import (
     SAMPLE_COLUMN,
     FixedMaskSampler,
+    KSpaceClassifier,
     KSpaceSampler,
     apply_mask,
     centre_mask,
@@ -21,7 +22,10 @@ from glassbox.models.kspace_sampler import (
     fft2c,
     ifft2c,
     init_logit,
+    random_k_mask,
     random_mask,
+    relaxed_top_k,
+    unit_count,
 )
 
 
@@ -256,70 +260,107 @@ def test_random_mask_matches_fastmri_expected_rate_and_has_a_full_centre():
         random_mask(size, 0.1, seed=0, center_fraction=0.5)
 
 
-# ---------------------------------------------------------------- experiment driver (no training)
+# ---------------------------------------------------------------- exactly k lines (mode="topk")
 
 
-def _fake_experiment(shift: float):
-    """An experiment dict with synthetic scores: AUC rises with the rate on the own vendor, and on the
-    other vendor the lowest rate is better than full sampling by ``shift`` standard deviations."""
-    from glassbox.data.mri import MRIDataset
-    from glassbox.studies.kspace import PROFILES, ExperimentData
-
-    cfg = PROFILES["quick"]
-    rng = np.random.default_rng(0)
-    n = 300
-    labels = np.r_[np.ones(n), np.zeros(n)].astype(np.int64)
-
-    def dataset():
-        empty = np.zeros((2 * n, 1, 1), np.float32)
-        return MRIDataset(empty, labels, np.arange(2 * n), empty.astype(bool), "fake")
-
-    data = ExperimentData({v: {"test": dataset()} for v in ("A", "B", "B_contrast")})
-    base = rng.normal(size=2 * n)
-    models = []
-    for vendor in ("A", "B"):
-        for rate in cfg.rates:
-            own = base + labels * (0.5 + 1.5 * rate)
-            other = base + labels * (1.0 + (shift if rate == min(cfg.rates) else 0.0))
-            scores = {vendor: own, "B" if vendor == "A" else "A": other, "B_contrast": base + labels}
-            models.append({"vendor": vendor, "rate": rate, "kind": "learned", "repeat": 0, "scores": scores,
-                           "rates": {"nominal": rate, "expected": rate, "last_draw": rate, "eval": rate},
-                           "history": [{"rate_expected": rate}]})
-    return {"data": data, "models": models, "config": cfg, "seed": 0}
+@settings(max_examples=20, deadline=None)
+@given(size=st.integers(8, 48), rate=st.floats(0.05, 0.95), temperature=st.sampled_from([0.1, 1.0, 5.0]),
+       seed=st.integers(0, 10_000))
+def test_every_top_k_draw_keeps_exactly_k_lines_and_gradients_reach_the_logits(size, rate, temperature, seed):
+    sampler = KSpaceSampler(size, rate, mode="topk", temperature=temperature, seed=seed).train()
+    k = unit_count(rate, size)
+    with torch.no_grad():  # learned preferences, not the uniform start
+        sampler.logits[:, SAMPLE_COLUMN] += torch.randn(size, generator=torch.Generator().manual_seed(seed))
+    draws = sampler.sample_units(200)
+    assert set(torch.unique(draws.detach()).tolist()) <= {0.0, 1.0}
+    assert torch.all(draws.detach().sum(dim=1) == k)
+    x = _image(seed, (6, 1, size, size))
+    out = sampler(x)
+    (out * torch.rand(size, size, generator=torch.Generator().manual_seed(seed + 1))).sum().backward()
+    grad = sampler.logits.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    if k < size:
+        assert (grad[:, SAMPLE_COLUMN].abs() > 0).sum() >= min(size, 2 * k) // 2
+    assert sampler.draw_count_range == (k, k)
+    assert sampler.expected_rate() == k / size
 
 
-def test_paper_table1_is_stored_as_printed():
-    from glassbox.studies.kspace import PAPER_TABLE1, paper_frame
-
-    assert PAPER_TABLE1["A"]["own"][1] == 0.878 and PAPER_TABLE1["B"]["own"][1] == 0.868
-    assert PAPER_TABLE1["A"]["other"][0] == 0.689 and PAPER_TABLE1["B"]["other"][0] == 0.726
-    assert all(len(col) == 10 for table in PAPER_TABLE1.values() for col in table.values())
-    assert paper_frame().shape[0] == 20
-
-
-def test_table1_layout_and_verdicts_follow_the_scores():
-    from glassbox.studies.kspace import auc_frame, table1, verdicts
-
-    exp = _fake_experiment(shift=1.0)
-    frame = auc_frame(exp)
-    table = table1(frame, exp["config"])
-    assert list(table["rate_nominal"][:10]) == sorted(exp["config"].rates)
-    assert {"auc_own", "ci_own", "auc_other", "ci_other", "paper_rate", "paper_own", "paper_other"} <= set(table)
-    assert (table["ci_own_low"] <= table["auc_own"]).all() and (table["auc_own"] <= table["ci_own_high"]).all()
-    verdict = verdicts(exp).set_index(["claim", "train"])["verdict"]
-    # own-vendor AUC at 0.2 is far below full sampling by construction; the low rate generalises better
-    assert verdict[("1: rate near 0.2 keeps near-full AUC", "A")] == "fails"
-    assert verdict[("2: lower rates generalise better", "A")] == "holds"
-    assert verdicts(_fake_experiment(shift=-1.0)).set_index(["claim", "train"])["verdict"][
-        ("2: lower rates generalise better", "B")] == "contradicted"
+def test_top_k_draws_follow_the_plackett_luce_distribution():
+    # k = 1: Gumbel top-1 picks unit i with probability softmax(log-odds)_i
+    sampler = KSpaceSampler(4, 0.25, mode="topk", seed=0)
+    odds = torch.tensor([0.0, 1.0, -1.0, 2.0])
+    with torch.no_grad():
+        sampler.logits[:, SAMPLE_COLUMN] = odds
+        sampler.logits[:, 1 - SAMPLE_COLUMN] = 0.0
+    freq = sampler.sample_units(20_000).detach().mean(dim=0)
+    assert torch.allclose(freq, torch.softmax(odds, 0), atol=0.015)
 
 
-def test_config_rejects_bad_values():
-    from glassbox.studies.kspace import KSpaceConfig
+def test_relaxed_top_k_sums_to_k_and_sharpens_to_the_hard_top_k():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.stack([torch.linspace(0, 3, 12)[torch.randperm(12, generator=generator)] for _ in range(5)])
+    hard = torch.zeros_like(scores).scatter_(-1, scores.topk(4, dim=-1).indices, 1.0)
+    errors = []
+    for tau in (3.0, 1.0, 0.1, 0.01):
+        soft = relaxed_top_k(scores, 4, tau)
+        assert torch.all(soft >= 0) and torch.allclose(soft.sum(-1), torch.full((5,), 4.0))
+        errors.append(float((soft - hard).abs().max()))
+    assert all(a > b for a, b in zip(errors, errors[1:])) and errors[-1] < 1e-3
+    assert torch.allclose(relaxed_top_k(scores, 9, 0.01), torch.zeros_like(scores).scatter_(
+        -1, scores.topk(9, dim=-1).indices, 1.0), atol=1e-3)  # k > U/2 relaxes the complement
 
-    with pytest.raises(ValueError, match="rates"):
-        KSpaceConfig(rates=(0.0, 1.0))
-    with pytest.raises(ValueError, match="1.0"):
-        KSpaceConfig(rates=(0.2, 0.5))
-    with pytest.raises(ValueError, match="split"):
-        KSpaceConfig(split=(0.5, 0.5, 0.5))
+
+def test_top_k_rate_never_drifts_under_training():
+    sampler = KSpaceSampler(32, 0.25, mode="topk", seed=1).train()
+    opt = torch.optim.Adam(sampler.parameters(), lr=0.5)
+    x = _image(2, (8, 1, 32, 32))
+    for _ in range(30):  # push every logit up: the Bernoulli layer would drift to rate 1
+        opt.zero_grad()
+        (-sampler(x).sum()).backward()
+        opt.step()
+    assert sampler.draw_count_range == (8, 8) and int(sampler.eval_units().sum()) == 8
+    assert sampler.rates()["eval"] == sampler.rates()["expected"] == 0.25
+
+
+def test_freeze_trains_on_the_evaluation_mask_and_records_it():
+    sampler = KSpaceSampler(64, 0.14, mode="topk", seed=3).train()
+    x = _image(4, (16, 1, 64, 64))
+    sampler(x)
+    assert not sampler.seen_in_training()  # 16 random 9-of-64 subsets almost never hit the top-k
+    evaluation = sampler.eval_units()
+    sampler.freeze()
+    assert not sampler.logits.requires_grad
+    assert torch.allclose(sampler(x), sampler.eval()(x)) and torch.equal(sampler.eval_units(), evaluation)
+    sampler.train()(x)
+    assert sampler.seen_in_training() and sampler.seen_in_training(evaluation)
+    # the frozen state survives a state_dict round trip
+    copy = KSpaceSampler(64, 0.14, mode="topk", seed=99)
+    copy.load_state_dict(sampler.state_dict())
+    assert torch.equal(copy.eval_units(), evaluation)
+
+
+def test_sampled_protocol_uses_its_own_generator_and_records_nothing():
+    sampler = KSpaceSampler(32, 0.25, mode="topk", seed=5).eval()
+    x = _image(5, (4, 1, 32, 32))
+    first = sampler.sampled(x, torch.Generator().manual_seed(1))
+    assert torch.equal(first, sampler.sampled(x, torch.Generator().manual_seed(1)))
+    assert not torch.equal(first, sampler.sampled(x, torch.Generator().manual_seed(2)))
+    assert sampler.training_masks == set() and sampler.draw_count_range is None
+    model = KSpaceClassifier(sampler, torch.nn.Flatten())
+    assert torch.equal(model.forward_sampled(x, torch.Generator().manual_seed(1)), first.flatten(1))
+
+
+def test_random_k_mask_keeps_exactly_k_lines_with_a_full_centre():
+    for k in (1, 5, 9, 32, 64):
+        masks = torch.stack([random_k_mask(64, k, seed=s) for s in range(50)])
+        assert torch.all(masks.sum(dim=1) == k)
+        n_low = round(fastmri_center_fraction(k / 64) * 64)
+        assert torch.all(masks[:, centre_order(64)[:n_low]] == 1)
+    assert torch.equal(random_k_mask(64, 9, seed=3), random_k_mask(64, 9, seed=3))
+    assert not torch.equal(random_k_mask(64, 9, seed=3), random_k_mask(64, 9, seed=4))
+    with pytest.raises(ValueError, match="k must be"):
+        random_k_mask(64, 0, seed=0)
+    with pytest.raises(ValueError, match="mode"):
+        KSpaceSampler(16, 0.5, mode="exact")
+
+

@@ -7,14 +7,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glassbox.data.mri import (
+    FACTORS,
+    IMAGE_FACTORS,
+    LINE_FACTORS,
     VENDOR_A,
     VENDOR_B,
-    VENDOR_B_CONTRAST_ONLY,
-    Acquisition,
     AnatomyConfig,
     Contrast,
+    Vendor,
     acquire,
+    coil_profile,
+    factor_differences,
+    mix,
     patient_split,
+    simulate_stages,
     simulate_vendor,
     vendor_separability,
 )
@@ -72,47 +78,109 @@ def test_vendor_shift_is_detectable_and_absent_between_two_draws_of_one_vendor(p
     a_again = simulate_vendor(40, "A", 99, SMALL)
     assert vendor_separability(a.images, b.images) > 0.9
     assert vendor_separability(a.images, a_again.images) < 0.75
-    # the control vendor shares A's acquisition: its shift is in the image domain
-    control = simulate_vendor(40, VENDOR_B_CONTRAST_ONLY, 3, SMALL)
-    assert VENDOR_B_CONTRAST_ONLY.acquisition == VENDOR_A.acquisition
-    assert VENDOR_B_CONTRAST_ONLY.contrast == VENDOR_B.contrast
-    assert vendor_separability(a.images, control.images, features="histogram") > 0.8
+    # B's image-domain factors alone (A's k-space physics) still show in the intensity histogram
+    image_only = simulate_vendor(40, mix(VENDOR_A, VENDOR_B, IMAGE_FACTORS), 3, SMALL)
+    assert vendor_separability(a.images, image_only.images, features="histogram") > 0.8
+
+
+# ---------------------------------------------------------------- the vendor's factors, one at a time
+
+# which stage of simulate_stages each factor is allowed to change
+STAGE_OF = {"contrast": {"signal"}, "bias": {"bias"}, "coil": {"coil"}, "noise": {"noise"},
+            "readout": {"keep"}, "phase_res": {"keep"}, "ghosts": {"ghosts"}}
+STAGES = ("signal", "bias", "coil", "ghosts", "noise", "keep")
+
+
+def test_factor_table_covers_every_setting_and_splits_line_from_image_factors():
+    assert set(STAGE_OF) == set(FACTORS)
+    assert set(LINE_FACTORS) | set(IMAGE_FACTORS) == set(FACTORS) and not set(LINE_FACTORS) & set(IMAGE_FACTORS)
+    assert factor_differences(VENDOR_A, VENDOR_B) == list(FACTORS)  # the presets differ in every factor
+    assert factor_differences(VENDOR_A, mix(VENDOR_A, VENDOR_B, ["noise"])) == ["noise"]
+
+
+@pytest.fixture(scope="module")
+def stages_a():
+    return simulate_stages(3, VENDOR_A, 5, SMALL)
+
+
+@pytest.mark.parametrize("factor", list(FACTORS))
+def test_each_factor_switched_alone_changes_only_its_own_stage(stages_a, factor):
+    data_a, a = stages_a
+    data_f, f = simulate_stages(3, mix(VENDOR_A, VENDOR_B, [factor]), 5, SMALL)
+    assert np.array_equal(data_f.labels, data_a.labels) and np.array_equal(data_f.tumour_masks, data_a.tumour_masks)
+    changed = {name for name in STAGES if not np.array_equal(f[name], a[name])}
+    assert changed == STAGE_OF[factor], f"{factor} changed {changed}"
+    assert not np.array_equal(data_f.images, data_a.images)
+    if factor == "readout":   # fewer columns, every row
+        assert np.array_equal(f["keep"].any(axis=1), a["keep"].any(axis=1)) and f["keep"].any(axis=0).sum() < 32
+    if factor == "phase_res":  # fewer rows, every column
+        assert np.array_equal(f["keep"].any(axis=0), a["keep"].any(axis=0)) and f["keep"].any(axis=1).sum() < 32
+    if factor == "coil":       # one fixed profile for every patient
+        assert np.allclose(f["coil"], coil_profile(32, VENDOR_B.coil)[None])
+    if factor == "bias":       # a different field per patient, the same shape coefficients
+        ratio = np.log(f["bias"]) / np.where(np.log(a["bias"]) == 0, np.nan, np.log(a["bias"]))
+        assert np.nanstd(ratio) < 1e-9 and np.nanmean(ratio) == pytest.approx(VENDOR_B.bias / VENDOR_A.bias)
+    if factor == "noise":      # the same draws, scaled
+        assert np.allclose(f["noise"], a["noise"] * VENDOR_B.noise_sigma / VENDOR_A.noise_sigma)
+
+
+def test_the_image_is_composed_from_its_stages(stages_a):
+    data, st = stages_a
+    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(st["signal"] * st["bias"] * st["coil"], axes=(-2, -1)),
+                                         norm="ortho"), axes=(-2, -1))
+    kspace = (kspace * st["ghosts"][:, :, None] + st["noise"]) * st["keep"]
+    raw = np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)))
+    assert np.allclose(raw, st["raw"], atol=1e-12)
+    assert np.allclose(data.images, raw / st["scale"][:, None, None], atol=1e-6)
+
+
+def test_no_factor_is_vendor_a_and_every_factor_is_vendor_b():
+    a = simulate_vendor(3, VENDOR_A, 8, SMALL)
+    assert np.array_equal(simulate_vendor(3, mix(VENDOR_A, VENDOR_B, []), 8, SMALL).images, a.images)
+    assert np.array_equal(simulate_vendor(3, mix(VENDOR_A, VENDOR_B, list(FACTORS)), 8, SMALL).images,
+                          simulate_vendor(3, VENDOR_B, 8, SMALL).images)
 
 
 # ---------------------------------------------------------------- acquisition physics
 
+CLEAN = Vendor("clean", noise_sigma=0.0, ghost_strength=(0.0, 0.0))
+
+
+def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    return np.random.default_rng(seed), np.random.default_rng(seed + 1)
+
 
 def test_clean_acquisition_is_the_identity():
-    rng = np.random.default_rng(0)
-    signal = rng.uniform(0, 1, (3, 16, 16))
-    clean = Acquisition(noise_sigma=0.0, k_keep=1.0, ghost_strength=(0.0, 0.0))
-    assert np.allclose(acquire(signal, clean, rng), signal, atol=1e-12)
+    signal = np.random.default_rng(0).uniform(0, 1, (3, 16, 16))
+    assert np.allclose(acquire(signal, CLEAN, *_rngs(0)), signal, atol=1e-12)
 
 
 @pytest.mark.parametrize("period,strength", [(2, 0.3), (4, 0.5)])
 def test_periodic_ghosts_follow_the_closed_form(period, strength):
     # scaling every n-th PE line by (1 - s) = image minus (s / n) times the sum of its n shifted copies
-    rng = np.random.default_rng(1)
     signal = np.zeros((1, 16, 16))
-    signal[0, 2:5, 6:9] = rng.uniform(0.5, 1, (3, 3))
-    acq = Acquisition(noise_sigma=0.0, ghost_strength=(strength, strength), ghost_periods=(period,))
+    signal[0, 2:5, 6:9] = np.random.default_rng(1).uniform(0.5, 1, (3, 3))
+    vendor = Vendor("ghosts", noise_sigma=0.0, ghost_strength=(strength, strength), ghost_periods=(period,))
     expected = signal[0] - strength / period * sum(np.roll(signal[0], j * 16 // period, axis=0) for j in range(period))
-    assert np.allclose(acquire(signal, acq, rng)[0], np.abs(expected), atol=1e-12)
+    assert np.allclose(acquire(signal, vendor, *_rngs(1))[0], np.abs(expected), atol=1e-12)
 
 
 def test_noise_is_rician_with_the_right_background_mean():
-    rng = np.random.default_rng(2)
     sigma = 0.05
-    out = acquire(np.zeros((40, 32, 32)), Acquisition(noise_sigma=sigma, ghost_strength=(0, 0)), rng)
+    out = acquire(np.zeros((40, 32, 32)), Vendor("noisy", noise_sigma=sigma, ghost_strength=(0, 0)), *_rngs(2))
     assert out.mean() == pytest.approx(sigma * np.sqrt(np.pi / 2), rel=0.02)
 
 
-def test_matrix_truncation_keeps_only_central_kspace():
-    rng = np.random.default_rng(3)
-    signal = rng.uniform(0, 1, (1, 32, 32))
-    out = acquire(signal, Acquisition(noise_sigma=0.0, k_keep=0.5, ghost_strength=(0, 0)), rng)
+@pytest.mark.parametrize("phase_keep,readout_keep", [(0.5, 0.5), (0.5, 1.0), (1.0, 0.5)])
+def test_matrix_truncation_keeps_only_central_kspace(phase_keep, readout_keep):
+    signal = np.random.default_rng(3).uniform(0, 1, (1, 32, 32))
+    vendor = Vendor("low-res", noise_sigma=0.0, ghost_strength=(0, 0), phase_keep=phase_keep, readout_keep=readout_keep)
+    out = acquire(signal, vendor, *_rngs(3))
     k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(signal[0]), norm="ortho"))
-    k[:8], k[24:], k[:, :8], k[:, 24:] = 0, 0, 0, 0
+    if phase_keep < 1:
+        k[:8], k[24:] = 0, 0
+    if readout_keep < 1:
+        k[:, :8], k[:, 24:] = 0, 0
     assert np.allclose(out[0], np.abs(np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k), norm="ortho"))), atol=1e-12)
 
 
@@ -146,8 +214,12 @@ def test_bad_inputs_are_rejected():
         simulate_vendor(2, "A", -1)
     with pytest.raises(ValueError, match="slices_per_patient"):
         AnatomyConfig(slices_per_patient=3)
-    with pytest.raises(ValueError, match="k_keep"):
-        Acquisition(k_keep=0.0)
+    with pytest.raises(ValueError, match="readout_keep"):
+        Vendor("x", readout_keep=0.0)
+    with pytest.raises(ValueError, match="unknown factor"):
+        mix(VENDOR_A, VENDOR_B, ["colour"])
+    with pytest.raises(ValueError, match="sequence of factor names"):
+        mix(VENDOR_A, VENDOR_B, "noise")
     with pytest.raises(ValueError, match="gamma"):
         Contrast(gamma=0)
     with pytest.raises(ValueError, match="fractions"):

@@ -113,7 +113,7 @@ def test_pixel_size_and_slice_positions() -> None:
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: phantoms.abdominal_phantom(8, 0), "at least 16"),
+    (lambda: phantoms.abdominal_phantom(8, 0), ">= 16"),
     (lambda: phantoms.abdominal_phantom(64.0, 0), "integer"),
     (lambda: phantoms.abdominal_phantom(64, -1), "seed"),
     (lambda: phantoms.abdominal_phantom(64, 0, slice_index=3, n_slices=3), "slice_index"),

@@ -1,9 +1,11 @@
 """Profiles and run set-up: bad parameters fail at once, naming the parameter and the choices."""
+import numpy as np
 import pytest
 import torch
 
 from glassbox import chapters
 from glassbox.chapters import setup_run
+from glassbox.data import dicom
 from glassbox.report.profiles import PROFILE_NAMES, default_profile, resolve_profile
 
 
@@ -66,6 +68,7 @@ def test_every_chapter_has_every_profile(chapter):
 
 
 def test_setup_run_records_parameters_and_seeds(tmp_path):
+    dicom.write_series(tmp_path / "P1", np.zeros((1, 4, 4)), "P1", "FD", 1.0, 1.0)  # a data_dir must hold DICOM
     run = setup_run("data", profile="smoke", device="cpu", seed=7, data_dir=tmp_path)
     assert run.profile == "smoke" and run.device == torch.device("cpu") and run.seed == 7
     assert run.data_dir == tmp_path and not run.simulated

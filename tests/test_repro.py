@@ -1,4 +1,7 @@
 """Seeding, device resolution and the library fingerprint."""
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +32,21 @@ def test_auto_device_is_cpu_without_cuda():
 def test_fingerprint_is_stable_and_short():
     assert repro.library_fingerprint() == repro.library_fingerprint()
     assert len(repro.library_fingerprint()) == 16
+
+
+def test_fingerprint_covers_every_layer(tmp_path):
+    """A change in any module of the package (not only in core/, where repro lives) changes the fingerprint."""
+    import glassbox
+
+    package = Path(glassbox.__file__).resolve().parent
+    assert repro.library_fingerprint() == repro.library_fingerprint(package)
+    copy = tmp_path / "glassbox"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = repro.library_fingerprint(copy)
+    assert before == repro.library_fingerprint()
+    target = copy / "studies" / "data.py"
+    target.write_text(target.read_text() + "\n# changed\n")
+    assert repro.library_fingerprint(copy) != before
 
 
 def test_run_record_has_what_a_reader_needs():

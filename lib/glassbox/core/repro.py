@@ -7,9 +7,11 @@ objects; :func:`seed_everything` exists for code we do not control (third-party 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import random
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 DEVICES = ("auto", "cpu", "cuda")
+SEED_LIMIT = 2**32
+"""Chapter seeds are 32-bit: ``0 <= seed < SEED_LIMIT``. The library derives further seeds from them
+(``seed + k``, ``seed * 100_003 + i``) that must stay below torch's ``2**64`` and the training loop's ``2**63``."""
 _RECORDED_PACKAGES = ("torch", "numpy", "scipy", "scikit-image", "scikit-learn", "pydicom", "FrEIA",
                       "papermill", "jupyter-book")
 
@@ -86,8 +91,9 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     ``deterministic=False`` leaves the fast non-deterministic GPU kernels on (used to *measure*
     GPU non-determinism).
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be a non-negative integer below 2**32 = {SEED_LIMIT} (the library derives "
+                         f"further seeds from it), got {seed!r}")
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
@@ -112,14 +118,59 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def library_fingerprint() -> str:
-    """A short hash of the glassbox source code: results computed by other code never match it."""
-    root = Path(__file__).resolve().parent
+def library_fingerprint(root: str | os.PathLike | None = None) -> str:
+    """A short hash of the glassbox source code (every ``*.py`` under ``lib/glassbox``, all layers): results
+    computed by other code never match it. ``root`` hashes another copy of the package (tests)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]  # glassbox/, not glassbox/core/
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def notebook_fingerprint(path: str | os.PathLike) -> str | None:
+    """A short hash of a notebook's code cells (``None`` if the file does not exist).
+
+    Markdown and outputs are left out: the same code gives the same results. A results file records the
+    fingerprint of its chapter's notebook so that the Verdicts chapter can tell a file written by other
+    chapter code from a current one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        cells = json.loads(path.read_text())["cells"]
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{path} is not a notebook (JSON with a 'cells' list): {exc}") from exc
+    digest = hashlib.sha256()
+    for cell in cells:
+        if cell.get("cell_type") == "code":
+            source = cell.get("source", "")
+            digest.update(("".join(source) if isinstance(source, list) else source).encode())
+            digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def git_state(folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``{"commit": sha, "dirty": bool}`` of the checkout holding ``folder`` (default: the project root).
+
+    ``dirty`` is true when tracked files differ from the commit or untracked, not ignored files exist.
+    Both are ``None`` outside a git checkout or without git.
+    """
+    from glassbox.core.paths import project_root
+
+    root = Path(folder) if folder is not None else project_root()
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True,
+                                text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0 or status.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def package_versions() -> dict[str, str]:
@@ -135,15 +186,21 @@ def package_versions() -> dict[str, str]:
 
 def run_record(parameters: dict[str, Any] | None = None, *, seed: int | None = None,
                device: torch.device | str | None = None) -> dict[str, Any]:
-    """What is stored beside every result: parameters, versions, device, seed, library hash, time."""
+    """What is stored beside every result: parameters, versions, device (GPU name, CUDA version), seed,
+    git commit and dirty flag, library hash, time."""
     device_name = str(device) if device is not None else "unspecified"
+    gpu = None
     if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
-        device_name = f"cuda ({torch.cuda.get_device_name(torch.device(device))})"
+        gpu = torch.cuda.get_device_name(torch.device(device))
+        device_name = f"cuda ({gpu})"
     return {
         "parameters": dict(parameters or {}),
         "seed": seed,
         "device": device_name,
+        "gpu": gpu,
+        "cuda": torch.version.cuda,
         "versions": package_versions(),
+        "git": git_state(),
         "glassbox_source": library_fingerprint(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "torch_threads": torch.get_num_threads(),

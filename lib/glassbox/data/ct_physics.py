@@ -85,6 +85,7 @@ import scipy.fft
 import scipy.sparse as sp
 import torch
 
+from glassbox.core import checks
 from glassbox.data.phantoms import FOV_MM, pixel_mm
 
 __all__ = [
@@ -134,19 +135,11 @@ def mu_to_hu(mu: np.ndarray | torch.Tensor | float, mu_water: float = MU_WATER_P
 # --- geometry and defaults ------------------------------------------------------------------------
 
 def _check_n(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise ValueError(f"n (image side in pixels) must be an integer, got {n!r}")
-    if n < MIN_N:
-        raise ValueError(f"n (image side in pixels) must be at least {MIN_N}, got {n}")
-    return int(n)
+    return checks.integer(n, "n (image side in pixels)", minimum=MIN_N)
 
 
 def _check_n_angles(n_angles: int) -> int:
-    if isinstance(n_angles, bool) or not isinstance(n_angles, (int, np.integer)):
-        raise ValueError(f"n_angles must be an integer, got {n_angles!r}")
-    if n_angles < 1:
-        raise ValueError(f"n_angles (number of views) must be at least 1, got {n_angles}")
-    return int(n_angles)
+    return checks.integer(n_angles, "n_angles (number of views)")
 
 
 def n_detectors(n: int) -> int:
@@ -451,12 +444,7 @@ def _check_dose(dose: float) -> float:
 
 
 def _check_positive(value: float, name: str, allow_zero: bool = False) -> float:
-    ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-          and math.isfinite(value))
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+    return checks.positive_number(value, name, allow_zero=allow_zero)
 
 
 # --- noiseless operators in physical units ------------------------------------------------------------

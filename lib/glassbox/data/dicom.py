@@ -34,42 +34,61 @@ folder two levels up. GE cases in that collection have full-dose images only: pa
 DICOM files are those ending in ``.IMA``, ``.dcm`` or ``.dicom`` (any case); hidden files and other
 files are ignored. Symbolic links to folders inside the tree are not followed.
 
-Pixel values: HU = stored * RescaleSlope + RescaleIntercept (:func:`pydicom.pixels.apply_rescale`).
-Padding -- pixels equal to ``PixelPaddingValue`` (up to ``PixelPaddingRangeLimit``) and, by the Mayo
-convention of storing -2000 outside the scan field of view, every pixel at or below -2000 HU -- is set to
-air, -1000 HU. Other values are left as they are (noise in air may read below -1000 HU); clamp to
--1000 HU yourself before a forward projection (attenuation must be >= 0).
+Pixel values: HU = stored * RescaleSlope + RescaleIntercept. Padding -- pixels equal to
+``PixelPaddingValue`` (up to ``PixelPaddingRangeLimit``) and, by the Mayo convention of storing -2000
+outside the scan field of view, every pixel at or below -2000 HU -- is set to air, -1000 HU. Other values
+are left as they are (noise in air may read below -1000 HU); clamp to -1000 HU yourself before a forward
+projection (attenuation must be >= 0).
+
+**Files that lie are refused, never read into wrong HU.** A file must be one complete, consistent CT
+slice, else a :class:`DicomError` subclass names the file and what is wrong:
+
+- :class:`TruncatedDicomError`: the file ends inside a data element, or before its pixel data;
+- :class:`InvalidTagError`: ``RescaleSlope`` / ``RescaleIntercept`` missing, empty, not one finite
+  number, or a slope <= 0; pixel tags against the CT Image Module (BitsAllocated 16, BitsStored 12-16,
+  HighBit = BitsStored - 1, PixelRepresentation 0/1, MONOCHROME1/2); pixel data whose length is not
+  Rows x Columns x 2 bytes or whose values use more bits than BitsStored; HU above
+  :data:`HU_MAX_PLAUSIBLE` or non-finite; every pixel padding; an ``ImagePositionPatient``,
+  ``InstanceNumber`` or ``PixelSpacing`` that is present but not finite numbers (spacing > 0);
+- :class:`NotCTImageError`: not DICOM, Modality not 'CT', several frames or colour samples;
+- :class:`MismatchError`: slices of a series or pair that do not fit together.
+
+``tests/test_dicom_fuzz.py`` checks this with truncations, byte flips and altered tags of real files.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_rescale
+from pydicom.multival import MultiValue
 from pydicom.uid import (
     CTImageStorage,
+    EnhancedCTImageStorage,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    LegacyConvertedEnhancedCTImageStorage,
     generate_uid,
 )
 from pydicom.valuerep import DSfloat
 
 __all__ = [
-    "AIR_HU", "PADDING_HU", "HU_MIN_STORABLE", "HU_MAX_STORABLE",
-    "DicomError", "NotCTImageError", "CorruptDicomError", "MissingPairError", "MismatchError",
-    "NoSeriesFoundError", "SeriesInfo",
-    "read_slice", "read_series", "find_mayo", "find_tcia",
+    "AIR_HU", "PADDING_HU", "HU_MAX_PLAUSIBLE", "HU_MIN_STORABLE", "HU_MAX_STORABLE",
+    "DicomError", "NotCTImageError", "CorruptDicomError", "TruncatedDicomError", "InvalidTagError",
+    "MissingPairError", "MismatchError", "NoSeriesFoundError", "SeriesInfo",
+    "read_slice", "read_series", "find_mayo", "find_tcia", "first_dicom_file",
     "load_mayo", "load_tcia", "load_pairs", "write_series", "write_mayo_tree",
 ]
 
@@ -77,11 +96,15 @@ AIR_HU = -1000.0
 """Value given to padding pixels (outside the scan field of view)."""
 PADDING_HU = -2000.0
 """Pixels at or below this HU are padding by the Mayo convention (stored -2000), whatever the tags say."""
+HU_MAX_PLAUSIBLE = 32767.0
+"""More HU than any CT measures (the largest signed 16-bit value; extended-scale CT stops near 30 000 HU).
+A file whose pixels read above it has wrong rescale or pixel-representation tags and is refused."""
 _WRITE_INTERCEPT = -1024
 HU_MIN_STORABLE = _WRITE_INTERCEPT
-"""Lowest HU :func:`write_series` can store (uint16 0 with intercept -1024); lower values are clipped."""
-HU_MAX_STORABLE = 65535 + _WRITE_INTERCEPT
-"""Highest HU :func:`write_series` can store (uint16 65535); higher values are clipped."""
+"""Lowest HU :func:`write_series` can store (stored 0 with intercept -1024); lower values are clipped."""
+HU_MAX_STORABLE = 32767 + _WRITE_INTERCEPT
+"""Highest HU :func:`write_series` stores (stored 32767): stored values never set the sign bit, so the file
+reads the same whether a reader takes them as signed or unsigned. Higher values are clipped."""
 
 DICOM_SUFFIXES = (".ima", ".dcm", ".dicom")
 LAYOUTS = ("auto", "mayo", "tcia")
@@ -103,15 +126,33 @@ Pairs = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 class DicomError(ValueError):
-    """A DICOM file or tree that cannot give the CT pairs asked for; the message names the file or folder."""
+    """A DICOM file or tree that cannot give the CT pairs asked for; the message names the file or folder.
+
+    Subclasses say what is wrong: :class:`NotCTImageError` (not a CT image at all),
+    :class:`CorruptDicomError` (a CT file that cannot be read correctly; :class:`TruncatedDicomError` when it
+    ends too early, :class:`InvalidTagError` for a missing, malformed or inconsistent tag),
+    :class:`MismatchError` (slices of a series or pair that do not fit together),
+    :class:`MissingPairError` and :class:`NoSeriesFoundError` (trees without the series asked for).
+    """
 
 
 class NotCTImageError(DicomError):
-    """Not a DICOM file, not a CT (Modality != 'CT'), or no single 2-D image in it."""
+    """Not a DICOM file, not a CT (Modality != 'CT'), or no single 2-D grey-scale image in it."""
 
 
 class CorruptDicomError(DicomError):
-    """A DICOM file pydicom cannot parse or decode, e.g. truncated pixel data."""
+    """A file that says it is a CT image but cannot be read as one (broken header, undecodable pixel data)."""
+
+
+class TruncatedDicomError(CorruptDicomError):
+    """A CT file that ends too early: inside a data element, or before or inside its pixel data."""
+
+
+class InvalidTagError(CorruptDicomError):
+    """A tag the HU depend on is missing, not a number, out of range or inconsistent with the pixel data.
+
+    The message names the file, the tag and the value found. Reading on would give wrong HU, so we stop.
+    """
 
 
 class MissingPairError(DicomError):
@@ -119,7 +160,7 @@ class MissingPairError(DicomError):
 
 
 class MismatchError(DicomError):
-    """Slices that do not fit together: different shapes, slice counts, positions or pixel spacings."""
+    """An inconsistent series or pair: slices that differ in shape, slice count, position or pixel spacing."""
 
 
 class NoSeriesFoundError(DicomError):
@@ -154,16 +195,113 @@ class SeriesInfo:
 
 # ----------------------------------------------------------------------------------------------- reading
 
+_CT_STORAGE = {CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage}
+_NATIVE_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _tag_name(keyword: str) -> str:
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    return keyword if tag is None else f"{keyword} {pydicom.tag.Tag(tag)}"
+
+
+def _raw_value(ds: Dataset, keyword: str, path: Path) -> Any:
+    """The value of a tag, None when absent or empty; a value pydicom cannot even convert is an InvalidTagError."""
+    if keyword not in ds:
+        return None
+    try:
+        value = ds[keyword].value
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on a malformed value
+        raise InvalidTagError(f"{path}: {_tag_name(keyword)} cannot be read ({type(exc).__name__}: {exc})") from exc
+    return None if value is None or value == "" else value
+
+
+def _numbers(ds: Dataset, keyword: str, path: Path, count: int) -> tuple[float, ...] | None:
+    """``count`` finite numbers from a tag (None when absent or empty); anything else is an InvalidTagError."""
+    value = _raw_value(ds, keyword, path)
+    if value is None:
+        return None
+    values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(values) != count or len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+        expected = "a finite number" if count == 1 else f"{count} finite numbers"
+        raise InvalidTagError(f"{path}: {_tag_name(keyword)} is {str(value)!r}; expected {expected}")
+    return numbers
+
+
+def _number(ds: Dataset, keyword: str, path: Path, *, required: str | None = None) -> float | None:
+    """One finite number from a tag; absent is None, or an InvalidTagError saying ``required`` (why it is needed)."""
+    found = _numbers(ds, keyword, path, 1)
+    if found is None and required is not None:
+        raise InvalidTagError(f"{path}: {_tag_name(keyword)} is missing or empty; {required}")
+    return None if found is None else found[0]
+
+
+def _integer(ds: Dataset, keyword: str, path: Path, *, default: int | None = None) -> int:
+    """One integer tag; absent or empty gives ``default`` (an InvalidTagError when there is none)."""
+    value = _number(ds, keyword, path, required=None if default is not None else "the pixel data cannot be "
+                                                                                   "interpreted without it")
+    if value is None:
+        return int(default)  # type: ignore[arg-type]
+    if value != int(value):
+        raise InvalidTagError(f"{path}: {_tag_name(keyword)} is {value!r}; expected an integer")
+    return int(value)
+
+
+def _truncation(ds: Dataset, path: Path) -> None:
+    """TruncatedDicomError when the file ended inside a data element (pydicom keeps what it could read)."""
+    size = path.stat().st_size
+    for tag in reversed(list(ds.keys())):  # the cut element, if any, is the last one read
+        element = ds.get_item(tag)
+        if isinstance(element, RawDataElement) and element.value is not None \
+                and element.length != _UNDEFINED_LENGTH and len(element.value) < element.length:
+            name = pydicom.datadict.keyword_for_tag(tag) or str(pydicom.tag.Tag(tag))
+            raise TruncatedDicomError(f"{path}: the file ends inside {name} {pydicom.tag.Tag(tag)}, which declares "
+                                      f"{element.length} bytes of which only {len(element.value)} are there "
+                                      f"({size} bytes in all): the file was cut short (or a length field is "
+                                      f"corrupt)")
+        break
+
+
+class _EndWatch:
+    """A binary file that notes when a read came back short, i.e. pydicom reached the end of the file."""
+
+    def __init__(self, handle: Any):
+        self._handle = handle
+        self.reached_end = False
+        self.name = getattr(handle, "name", "")
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        if size is not None and size > 0 and len(data) < size:
+            self.reached_end = True
+        return data
+
+    def seek(self, *args: Any) -> int:
+        return self._handle.seek(*args)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
 
 def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     """dcmread with errors that name the file; files without the 'DICM' preamble are retried with force."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
-    except InvalidDicomError:
-        ds = None
-    except Exception as exc:  # pydicom raises many kinds on a broken header
-        raise CorruptDicomError(f"{path}: pydicom cannot parse this DICOM file "
-                                f"({type(exc).__name__}: {exc})") from exc
+    with open(path, "rb") as handle:
+        watched = _EndWatch(handle)
+        try:
+            ds = pydicom.dcmread(watched, stop_before_pixels=stop_before_pixels)
+        except InvalidDicomError:
+            ds = None
+        except Exception as exc:  # pydicom raises many kinds on a broken header
+            if watched.reached_end:  # it failed where the file ends: cut inside an element
+                raise TruncatedDicomError(f"{path}: the file ends inside a data element of its header "
+                                          f"({path.stat().st_size} bytes; pydicom: {type(exc).__name__}): "
+                                          f"the file was cut short (or a length field is corrupt)") from exc
+            raise CorruptDicomError(f"{path}: pydicom cannot parse this DICOM file "
+                                    f"({type(exc).__name__}: {exc})") from exc
     if ds is None:  # some Siemens .IMA files have no preamble
         try:
             with warnings.catch_warnings():
@@ -176,8 +314,10 @@ def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
             raise NotCTImageError(f"{path}: not a DICOM file (no 'DICM' marker and no DICOM header); "
                                   f"expected a CT image")
     elif "TransferSyntaxUID" not in ds.file_meta and "PixelData" not in ds and not stop_before_pixels:
-        raise CorruptDicomError(f"{path}: the file meta information has no TransferSyntaxUID and there is "
-                                f"no pixel data (the header is incomplete or the file was cut short)")
+        raise TruncatedDicomError(f"{path}: the file meta information has no TransferSyntaxUID and there is "
+                                  f"no pixel data (the header is incomplete or the file was cut short)")
+    if not stop_before_pixels:
+        _truncation(ds, path)
     if "TransferSyntaxUID" not in ds.file_meta and ds.original_encoding[0] is not None:
         implicit, little = ds.original_encoding  # name the encoding pydicom detected, for the decoder
         ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
@@ -185,59 +325,170 @@ def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     return ds
 
 
-def _check_ct_image(ds: Dataset, path: Path) -> None:
-    modality = str(ds.get("Modality", "")).strip()
-    if modality != "CT":
-        raise NotCTImageError(f"{path}: Modality is {modality or 'missing'!r}, expected 'CT'")
+def _claims_ct(ds: Dataset) -> bool:
+    """The file meta or the data set name a CT storage SOP class."""
+    classes = {str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", "")),
+               str(ds.get("SOPClassUID", ""))}
+    return bool(classes & {str(uid) for uid in _CT_STORAGE})
+
+
+def _check_ct_image(ds: Dataset, path: Path) -> tuple[int, int]:
+    """Check that ``ds`` is one complete grey-scale CT slice whose pixel description is consistent; (rows, columns).
+
+    The CT Image Module (DICOM PS3.3 C.8.2.1) fixes BitsAllocated = 16, BitsStored 12-16, HighBit =
+    BitsStored - 1, one sample per pixel, MONOCHROME1/2; a file that says otherwise lies about its pixels.
+    """
+    modality = str(_raw_value(ds, "Modality", path) or "").strip()
+    if modality and modality != "CT":
+        raise NotCTImageError(f"{path}: Modality is {modality!r}, expected 'CT'")
     if "PixelData" not in ds:
-        raise NotCTImageError(f"{path}: holds no pixel data (not an image, or the file was cut short); "
-                              f"expected a CT image")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames != 1 or int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise NotCTImageError(f"{path}: holds {frames} frame(s) of {ds.get('SamplesPerPixel')} samples "
-                              f"per pixel; expected one grey-scale 2-D slice")
+        if modality == "CT" or _claims_ct(ds):
+            raise TruncatedDicomError(f"{path}: holds no pixel data although its header says it is a CT image: the "
+                                      f"file was cut short before its pixel data or written incomplete")
+        raise NotCTImageError(f"{path}: holds no pixel data and no Modality (not an image); expected a CT image")
+    if not modality:
+        raise NotCTImageError(f"{path}: Modality is missing, expected 'CT'")
+    frames = _integer(ds, "NumberOfFrames", path, default=1)
+    samples = _integer(ds, "SamplesPerPixel", path, default=1)
+    if frames != 1 or samples != 1:
+        raise NotCTImageError(f"{path}: holds {frames} frame(s) of {samples} samples per pixel; expected one "
+                              f"grey-scale 2-D slice")
+    photometric = str(_raw_value(ds, "PhotometricInterpretation", path) or "").strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InvalidTagError(f"{path}: {_tag_name('PhotometricInterpretation')} is {photometric or 'missing'!r}; a "
+                              f"CT slice is 'MONOCHROME2' (or 'MONOCHROME1')")
+    rows, columns = _integer(ds, "Rows", path), _integer(ds, "Columns", path)
+    allocated, stored = _integer(ds, "BitsAllocated", path), _integer(ds, "BitsStored", path)
+    high_bit, representation = _integer(ds, "HighBit", path), _integer(ds, "PixelRepresentation", path)
+    for keyword, value, ok, expected in (
+            ("Rows", rows, rows >= 1, "at least 1"), ("Columns", columns, columns >= 1, "at least 1"),
+            ("BitsAllocated", allocated, allocated == 16, "16 (the CT Image Module fixes it)"),
+            ("BitsStored", stored, 12 <= stored <= 16, "12 to 16 (the CT Image Module's range)"),
+            ("HighBit", high_bit, high_bit == stored - 1, f"BitsStored - 1 = {stored - 1}"),
+            ("PixelRepresentation", representation, representation in (0, 1), "0 (unsigned) or 1 (signed)")):
+        if not ok:
+            raise InvalidTagError(f"{path}: {_tag_name(keyword)} is {value}; expected {expected}")
+    return rows, columns
 
 
-def _padding_mask(raw: np.ndarray, ds: Dataset) -> np.ndarray:
+def _stored_values(ds: Dataset, path: Path, rows: int, columns: int) -> np.ndarray:
+    """The stored pixel values (rows, columns): decoded here for uncompressed data, checked against the tags."""
+    syntax = _raw_value(ds.file_meta, "TransferSyntaxUID", path)
+    if not isinstance(syntax, str):
+        raise InvalidTagError(f"{path}: {_tag_name('TransferSyntaxUID')} is {str(syntax)!r}; expected one UID")
+    if syntax not in _NATIVE_SYNTAXES:
+        try:
+            raw = ds.pixel_array
+        except Exception as exc:  # noqa: BLE001 - the decoders raise many kinds
+            raise CorruptDicomError(f"{path}: pydicom cannot decode the pixel data (transfer syntax {syntax}): "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        if raw.shape != (rows, columns):
+            raise InvalidTagError(f"{path}: pixel data of shape {raw.shape}; Rows x Columns say ({rows}, {columns})")
+        return raw
+    stored, signed = int(ds.BitsStored), int(ds.PixelRepresentation) == 1
+    length, expected_length = len(ds.PixelData), rows * columns * 2
+    if length != expected_length:
+        raise InvalidTagError(f"{path}: the pixel data holds {length} bytes but Rows x Columns x 2 bytes = "
+                              f"{rows} x {columns} x 2 = {expected_length}: Rows or Columns do not describe it")
+    order = ">" if syntax == ExplicitVRBigEndian else "<"
+    raw = np.frombuffer(ds.PixelData, dtype=f"{order}{'i' if signed else 'u'}2").reshape(rows, columns)
+    low, high = (-(2 ** (stored - 1)), 2 ** (stored - 1) - 1) if signed else (0, 2**stored - 1)
+    if raw.min() < low or raw.max() > high:
+        raise InvalidTagError(f"{path}: stored values from {int(raw.min())} to {int(raw.max())} do not fit in "
+                              f"{_tag_name('BitsStored')} = {stored} bits ({'signed' if signed else 'unsigned'}); "
+                              f"the tag or the pixel data is wrong")
+    return raw.astype(np.int32)
+
+
+def _rescale(ds: Dataset, path: Path) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept): both required (CT Image Module, type 1), numeric, slope > 0."""
+    why = "a CT image must say how stored values map to HU (HU = stored x RescaleSlope + RescaleIntercept)"
+    slope = _number(ds, "RescaleSlope", path, required=why)
+    intercept = _number(ds, "RescaleIntercept", path, required=why)
+    if slope <= 0:
+        raise InvalidTagError(f"{path}: {_tag_name('RescaleSlope')} is {slope!r}; expected a positive number "
+                              f"(with slope {slope:g} every HU would be wrong)")
+    return slope, intercept  # type: ignore[return-value]
+
+
+def _padding_mask(raw: np.ndarray, ds: Dataset, path: Path) -> np.ndarray:
     """Pixels whose stored value is PixelPaddingValue (or within its range limit)."""
-    if "PixelPaddingValue" not in ds:
+    if _raw_value(ds, "PixelPaddingValue", path) is None:
         return np.zeros(raw.shape, dtype=bool)
-    value = int(ds.PixelPaddingValue)
-    bits = int(ds.get("BitsAllocated", 16))
-    if ds.get("PixelRepresentation") == 1 and value >= 2 ** (bits - 1):  # signed data, tag written as US
+    value = _integer(ds, "PixelPaddingValue", path)
+    bits = _integer(ds, "BitsAllocated", path)
+    if _integer(ds, "PixelRepresentation", path) == 1 and value >= 2 ** (bits - 1):  # signed data, tag written as US
         value -= 2 ** bits
-    limit = ds.get("PixelPaddingRangeLimit")
-    if limit is None:
+    if _raw_value(ds, "PixelPaddingRangeLimit", path) is None:
         return raw == value
-    low, high = sorted((value, int(limit)))
+    low, high = sorted((value, _integer(ds, "PixelPaddingRangeLimit", path)))
     return (raw >= low) & (raw <= high)
 
 
 def _hu_from_dataset(ds: Dataset, path: Path) -> np.ndarray:
-    """Pixels of a CT dataset in HU (float32), padding set to air."""
-    _check_ct_image(ds, path)
-    try:
-        raw = ds.pixel_array
-    except ValueError as exc:
-        raise CorruptDicomError(f"{path}: corrupt or truncated pixel data ({exc})") from exc
-    except Exception as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise DicomError(f"{path}: pydicom cannot decode the pixel data (transfer syntax {syntax}): "
-                         f"{type(exc).__name__}: {exc}") from exc
-    if raw.ndim != 2:
-        raise NotCTImageError(f"{path}: pixel data has shape {raw.shape}; expected one 2-D slice")
-    hu = np.asarray(apply_rescale(raw, ds), dtype=np.float64)
-    padding = _padding_mask(raw, ds) | (hu <= PADDING_HU)
+    """Pixels of a CT dataset in HU (float32), padding set to air; every way the file can lie is an error."""
+    rows, columns = _check_ct_image(ds, path)
+    slope, intercept = _rescale(ds, path)
+    raw = _stored_values(ds, path, rows, columns)
+    hu = raw.astype(np.float64) * slope + intercept
+    padding = _padding_mask(raw, ds, path) | (hu <= PADDING_HU)
+    real = hu[~padding]
+    if real.size == 0:
+        raise InvalidTagError(f"{path}: every pixel is padding (PixelPaddingValue, or at most {PADDING_HU:g} HU with "
+                              f"RescaleSlope {slope:g} and RescaleIntercept {intercept:g}); no image is left")
+    if not np.all(np.isfinite(real)) or real.max() > HU_MAX_PLAUSIBLE:
+        raise InvalidTagError(f"{path}: values up to {real.max():g} HU (RescaleSlope {slope:g}, RescaleIntercept "
+                              f"{intercept:g}, PixelRepresentation {ds.PixelRepresentation}); no CT measures more "
+                              f"than {HU_MAX_PLAUSIBLE:g} HU, so these tags are wrong")
     hu[padding] = AIR_HU
     return hu.astype(np.float32)
 
 
+def _read_ct(path: Path) -> tuple[np.ndarray, Dataset]:
+    """(HU slice, header without pixels) of one file; any failure is a DicomError naming the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about odd values; our errors say what matters
+            ds = _read_dataset(path)
+            hu = _hu_from_dataset(ds, path)
+    except DicomError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a last net: no bare exception escapes for a bad file
+        raise CorruptDicomError(f"{path}: unexpected error while reading this file "
+                                f"({type(exc).__name__}: {exc}); it is probably corrupt") from exc
+    del ds.PixelData  # keep the header only
+    return hu, ds
+
+
+def _read_header(path: Path) -> Dataset:
+    """The header of one file (no pixels); any failure is a DicomError naming the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _read_dataset(path, stop_before_pixels=True)
+    except DicomError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a last net, as in _read_ct
+        raise CorruptDicomError(f"{path}: unexpected error while reading this file's header "
+                                f"({type(exc).__name__}: {exc}); it is probably corrupt") from exc
+
+
+def _text(ds: Dataset, keyword: str, path: Path) -> str:
+    """A text tag, stripped; '' when absent or empty."""
+    value = _raw_value(ds, keyword, path)
+    return "" if value is None else str(value).strip()
+
+
 def read_slice(path: str | os.PathLike) -> np.ndarray:
-    """One CT slice in HU as float32 (H, W): rescale applied, padding set to -1000 HU (air)."""
+    """One CT slice in HU as float32 (H, W): rescale applied, padding set to -1000 HU (air).
+
+    Raises a :class:`DicomError` subclass naming the file for anything that is not one complete, consistent
+    CT slice (see :func:`_check_ct_image` and the module docstring for the rules).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"DICOM file {path} does not exist")
-    return _hu_from_dataset(_read_dataset(path), path)
+    return _read_ct(path)[0]
 
 
 def _dicom_files(folder: Path) -> list[Path]:
@@ -257,15 +508,25 @@ def _existing_dir(folder: str | os.PathLike, what: str) -> Path:
 
 def _float_or_none(value) -> float | None:
     try:
-        return None if value is None or value == "" else float(value)
+        number = None if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _pixel_spacing(ds: Dataset, path: Path) -> tuple[float, float] | None:
+    spacing = _numbers(ds, "PixelSpacing", path, 2)
+    if spacing is not None and min(spacing) <= 0:
+        raise InvalidTagError(f"{path}: {_tag_name('PixelSpacing')} is {spacing}; expected two positive numbers")
+    return spacing  # type: ignore[return-value]
 
 
 def read_series(folder: str | os.PathLike) -> tuple[np.ndarray, SeriesInfo]:
     """All DICOM slices directly in ``folder`` as (S, H, W) float32 HU, sorted by ascending z.
 
-    Sorted by ``ImagePositionPatient[2]`` when every file has it, else by ``InstanceNumber``.
+    Sorted by ``ImagePositionPatient[2]`` when every file has it, else (when none has it) by ``InstanceNumber``;
+    a folder where some files have positions and others not is a :class:`MismatchError`. A position,
+    instance number or pixel spacing that is present but not numbers is an :class:`InvalidTagError`.
     Raises :class:`MismatchError` when slices differ in shape or pixel spacing or share a position
     (two series mixed in one folder), naming the files.
     """
@@ -276,21 +537,28 @@ def read_series(folder: str | os.PathLike) -> tuple[np.ndarray, SeriesInfo]:
     slices: list[np.ndarray] = []
     datasets: list[Dataset] = []
     for path in files:
-        ds = _read_dataset(path)
-        slices.append(_hu_from_dataset(ds, path))
-        del ds.PixelData  # keep the header only
+        hu, ds = _read_ct(path)
+        slices.append(hu)
         datasets.append(ds)
 
-    if all("ImagePositionPatient" in ds and len(ds.ImagePositionPatient) == 3 for ds in datasets):
+    positions = [_numbers(ds, "ImagePositionPatient", path, 3) for path, ds in zip(files, datasets)]
+    has_position = [p is not None for p in positions]
+    if any(has_position) and not all(has_position):  # sorting the others by InstanceNumber would misplace them
+        lacking, having = files[has_position.index(False)], files[has_position.index(True)]
+        raise MismatchError(f"{lacking}: has no ImagePositionPatient but {having.name} in the same folder has one; "
+                            f"the slices of {folder} cannot be put in order (a damaged file, or two series mixed)")
+    if all(has_position):
         sorted_by = "ImagePositionPatient"
-        keys = [float(ds.ImagePositionPatient[2]) for ds in datasets]
+        keys = [p[2] for p in positions]  # type: ignore[index]
     else:
         sorted_by = "InstanceNumber"
+        keys = []
         for path, ds in zip(files, datasets):
-            if ds.get("InstanceNumber") in (None, ""):
-                raise DicomError(f"{path}: has neither ImagePositionPatient nor InstanceNumber, so the "
-                                 f"slices in {folder} cannot be put in order")
-        keys = [float(ds.InstanceNumber) for ds in datasets]
+            number = _number(ds, "InstanceNumber", path)
+            if number is None:
+                raise InvalidTagError(f"{path}: has neither ImagePositionPatient nor InstanceNumber, so the "
+                                      f"slices in {folder} cannot be put in order")
+            keys.append(number)
     order = sorted(range(len(files)), key=lambda i: (keys[i], files[i].name))
     for a, b in zip(order, order[1:]):
         if keys[a] == keys[b]:
@@ -299,27 +567,25 @@ def read_series(folder: str | os.PathLike) -> tuple[np.ndarray, SeriesInfo]:
 
     first = order[0]
     shape = slices[first].shape
-    spacing = datasets[first].get("PixelSpacing")
-    spacing_mm = None if spacing is None else (float(spacing[0]), float(spacing[1]))
+    spacing_mm = _pixel_spacing(datasets[first], files[first])
     for i in order:
         if slices[i].shape != shape:
             raise MismatchError(f"{files[i]}: slice of shape {slices[i].shape}, but {files[first].name} "
                                 f"in the same folder has {shape}")
-        other = datasets[i].get("PixelSpacing")
-        other_mm = None if other is None else (float(other[0]), float(other[1]))
+        other_mm = _pixel_spacing(datasets[i], files[i])
         if other_mm != spacing_mm and not (other_mm and spacing_mm and np.allclose(other_mm, spacing_mm)):
             raise MismatchError(f"{files[i]}: PixelSpacing {other_mm}, but {files[first].name} in the same "
                                 f"folder has {spacing_mm}")
 
-    header = datasets[first]
+    header, header_path = datasets[first], files[first]
     info = SeriesInfo(
         folder=folder,
         files=tuple(files[i] for i in order),
         positions_mm=tuple(keys[i] for i in order) if sorted_by == "ImagePositionPatient" else None,
         pixel_spacing_mm=spacing_mm,
-        slice_thickness_mm=_float_or_none(header.get("SliceThickness")),
-        patient_id=str(header.get("PatientID", "")),
-        series_description=str(header.get("SeriesDescription", "")),
+        slice_thickness_mm=_float_or_none(_raw_value(header, "SliceThickness", header_path)),
+        patient_id=_text(header, "PatientID", header_path),
+        series_description=_text(header, "SeriesDescription", header_path),
         sorted_by=sorted_by,
     )
     return np.stack([slices[i] for i in order]), info
@@ -336,6 +602,19 @@ def _dicom_dirs(root: Path) -> list[Path]:
         if any(Path(f).suffix.lower() in DICOM_SUFFIXES and not f.startswith(".") for f in filenames):
             found.append(Path(dirpath))
     return found
+
+
+def first_dicom_file(root: str | os.PathLike) -> Path | None:
+    """The first DICOM file (by suffix) found in ``root`` or below it, hidden ones skipped; None if there is none.
+
+    Stops at the first hit, so it is cheap on a large tree (used to refuse an empty ``data_dir`` early).
+    """
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in DICOM_SUFFIXES and not name.startswith("."):
+                return Path(dirpath) / name
+    return None
 
 
 def _check_thickness(thickness: str) -> str:
@@ -417,15 +696,15 @@ def _find_tcia(root: Path, thickness: str | None, on_unpaired: OnUnpaired) -> di
         files = _dicom_files(folder)
         if not files:
             continue
-        header = _read_dataset(files[0], stop_before_pixels=True)
-        dose = _tcia_dose(str(header.get("SeriesDescription", "")).strip() or folder.name)
+        header = _read_header(files[0])
+        dose = _tcia_dose(_text(header, "SeriesDescription", files[0]) or folder.name)
         if dose is None:
             continue
         if thickness is not None:
-            found_mm = _float_or_none(header.get("SliceThickness"))
+            found_mm = _float_or_none(_raw_value(header, "SliceThickness", files[0]))
             if found_mm is None or abs(found_mm - float(thickness[:-2])) > 0.01:
                 continue
-        patient = str(header.get("PatientID", "")).strip() or folder.parent.parent.name
+        patient = _text(header, "PatientID", files[0]) or folder.parent.parent.name
         previous = halves.setdefault(patient, {}).get(dose)
         if previous is not None:
             raise DicomError(f"patient {patient!r} has two {dose}-dose image series, {previous} and {folder}; "
@@ -489,6 +768,10 @@ def _load_pair(patient: str, low_dir: Path, full_dir: Path) -> tuple[np.ndarray,
         raise MismatchError(f"patient {patient!r}: {low_dir} holds {low.shape[0]} slices of "
                             f"{low.shape[1]}x{low.shape[2]} but {full_dir} holds {full.shape[0]} slices of "
                             f"{full.shape[1]}x{full.shape[2]}; the halves of a pair must match")
+    if (low_info.positions_mm is None) != (full_info.positions_mm is None):
+        with_positions, without = (low_dir, full_dir) if low_info.positions_mm is not None else (full_dir, low_dir)
+        raise MismatchError(f"patient {patient!r}: the slices in {with_positions} have ImagePositionPatient but "
+                            f"those in {without} do not, so the halves cannot be checked to line up")
     if low_info.positions_mm is not None and full_info.positions_mm is not None:
         gap = np.abs(np.subtract(low_info.positions_mm, full_info.positions_mm))
         step = full_info.slice_spacing_mm or full_info.slice_thickness_mm or 1.0
@@ -580,8 +863,8 @@ def _check_stack(name: str, slices_hu) -> np.ndarray:
 
 
 def _quantise(hu: np.ndarray) -> np.ndarray:
-    """HU -> stored uint16 with intercept -1024: rounded to integer HU, clipped to the uint16 range."""
-    return np.clip(np.rint(hu) - _WRITE_INTERCEPT, 0, 65535).astype(np.uint16)
+    """HU -> stored uint16 with intercept -1024: rounded to integer HU, clipped to [0, 32767] (no sign bit)."""
+    return np.clip(np.rint(hu) - _WRITE_INTERCEPT, 0, HU_MAX_STORABLE - _WRITE_INTERCEPT).astype(np.uint16)
 
 
 def _digest(*arrays: np.ndarray) -> str:
@@ -603,8 +886,8 @@ def write_series(folder: str | os.PathLike, slices_hu, patient_id: str, dose_lab
     ``SpacingBetweenSlices`` are ``slice_mm``; ``thickness`` only names the files), centred in x and y.
 
     Values are quantised to integer HU, so a write/read round trip is exact for integer HU and within
-    0.5 HU otherwise. HU outside [-1024, 64511] (the uint16 range) are clipped to it -- values below
-    -1024 HU (noise in air) come back as -1024.
+    0.5 HU otherwise. HU outside [-1024, 31743] (:data:`HU_MIN_STORABLE`, :data:`HU_MAX_STORABLE`) are clipped
+    to it -- values below -1024 HU (noise in air) come back as -1024.
 
     UIDs come from :func:`pydicom.uid.generate_uid` with entropy from the patient, dose, geometry and
     pixel content, so the same input writes byte-identical files. Existing DICOM files in ``folder``
@@ -693,7 +976,7 @@ def write_mayo_tree(root: str | os.PathLike, pairs: Mapping[str, tuple[np.ndarra
     """Write {patient: (low, full)} HU stacks as ``<root>/<patient>/{quarter,full}_<t>/*.IMA``.
 
     Opens in any DICOM viewer and reads back with :func:`load_mayo` (exact for integer HU in
-    [-1024, 64511]; see :func:`write_series` for rounding and clipping). Low dose goes to
+    [-1024, 31743]; see :func:`write_series` for rounding and clipping). Low dose goes to
     ``quarter_<t>`` whatever its dose fraction, as in the Mayo layout. Returns
     {patient: (quarter folder, full folder)}, like :func:`find_mayo`.
     """

@@ -24,6 +24,7 @@ correlated and must not sit on both sides of a train/test boundary.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from glassbox.core import checks
+from glassbox.core import checks, dryrun
 from glassbox.data import ct_physics, phantoms
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "SPLITS",
     "CTDataConfig",
     "Pairs",
+    "pairs_fingerprint",
     "normalize",
     "denormalize",
     "patient_ids",
@@ -52,6 +54,7 @@ __all__ = [
     "PairedCTDataset",
     "build_dataset",
     "rescan_patients",
+    "dataset_entry",
     "get_pairs",
     "make_datasets",
 ]
@@ -152,10 +155,14 @@ def simulate_patients(n: int, n_patients: int, slices_per_patient: int, dose: fl
     ids = patient_ids(n_patients)
     iterator: Any = zip(ids, seeds)
     if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, total=n_patients, desc=f"simulating {n}x{n} patients")
+        from glassbox.core.progress import track
+        iterator = track(iterator, f"simulating {n}x{n} patients", total=n_patients, unit="patient")
     pairs: Pairs = {}
     for pid, (phantom_seed, noise_seed) in iterator:
+        if pairs and dryrun.active():  # a dry run simulates one patient; the rest are copies (same shapes, memory)
+            dryrun.note("simulate_patients")
+            pairs[pid] = tuple(a.copy() for a in next(iter(pairs.values())))
+            continue
         volume = phantoms.patient_volume(n, phantom_seed, slices, contrast=contrast)
         low, full = ct_physics.simulate_paired(volume, dose, noise_seed, n_angles=n_angles, i0=i0, sigma_e=sigma_e)
         pairs[pid] = (low.astype(np.float32), full.astype(np.float32))
@@ -189,6 +196,11 @@ def rescan_patients(config: CTDataConfig, seed: int, ids: Sequence[str], stream:
     return pairs
 
 
+def dataset_entry(config: CTDataConfig, seed: int = 0) -> tuple[str, dict[str, Any]]:
+    """``(name, config)`` of the store entry that :func:`build_dataset` reads and writes (a grid task plans it)."""
+    return "ct-dataset", asdict(config) | {"seed": seed}
+
+
 def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = None, progress: bool = True) -> Pairs:
     """The simulated pairs of ``config``, from the artifact store (computed once, then loaded)."""
     from glassbox.core.store import get_or_compute
@@ -201,7 +213,7 @@ def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = No
                                  n_angles=config.n_angles, i0=config.i0, sigma_e=config.sigma_e,
                                  contrast=config.contrast, progress=progress)
 
-    return get_or_compute("ct-dataset", asdict(config) | {"seed": seed}, compute, root=root, progress=progress)
+    return get_or_compute(*dataset_entry(config, seed), compute, root=root, progress=progress)
 
 
 def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None = None, *,
@@ -216,6 +228,30 @@ def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None =
     from glassbox.data.dicom import load_pairs
 
     return load_pairs(data_dir, **dicom_options)
+
+
+# --- splits ---------------------------------------------------------------------------------------------------
+
+def pairs_fingerprint(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """SHA-256 (24 hex digits) of the patient ids and every pixel (as float32): the data's identity in store keys.
+
+    Content, not path: the same slices read from another folder give the same fingerprint, and any changed
+    pixel (a replaced file, another rescale) a different one. Every store key that depends on real data
+    (``data_dir``) holds it, so stale models are never served for changed files.
+    """
+    if not isinstance(pairs, Mapping) or not pairs:
+        raise ValueError("pairs must be a non-empty mapping {patient_id: (low, full)} of HU arrays")
+    digest = hashlib.sha256()
+    for pid in sorted(pairs):
+        value = pairs[pid]
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise ValueError(f"pairs[{pid!r}] must be a (low, full) tuple of arrays")
+        digest.update(str(pid).encode() + b"\0")
+        for array in value:
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            digest.update(repr(array.shape).encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()[:24]
 
 
 def split_patients(ids: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0

@@ -1,47 +1,62 @@
-"""A two-vendor, breast-MRI-like simulator with tumour labels: the stand-in for Duke-Breast-Cancer-MRI.
+"""A breast-MRI-like simulator with tumour labels and a vendor model of independent, switchable factors.
 
-Lu (seed 003) trains tumour-present/absent classifiers on GE and Siemens slices of the Duke data,
-which cannot be downloaded here. This module draws axial, fat-suppressed, T1-like breast slices
-whose *anatomy* (breast outline, chest wall, fibroglandular tissue (FGT), tumour) comes from one
-distribution and whose *appearance* depends on the vendor, in two separable parts:
+Lu (seed 003) trains tumour-present/absent classifiers on GE and Siemens slices of the Duke
+Breast-Cancer-MRI data, which cannot be downloaded here. This module draws axial, fat-suppressed,
+T1-like breast slices whose *anatomy* (breast outline, chest wall, fibroglandular tissue (FGT),
+tumour) comes from one distribution and whose *appearance* is set by a :class:`Vendor`: seven
+factors that a change of scanner brings, each of which can be switched on its own (:func:`mix`):
 
-- :class:`Contrast` (image domain): tissue intensities, residual fat after fat suppression, a
-  gamma curve and a smooth multiplicative bias field (``exp`` of a cubic polynomial, the TorchIO
-  ``RandomBiasField`` model after Van Leemput 1999). Pointwise and multiplicative changes spread
-  over all of k-space, so **no k-space mask can remove them**.
-- :class:`Acquisition` (k-space): matrix size (only the central ``k_keep`` fraction of k-space is
-  acquired and zero-filled, which also gives Gibbs ringing), periodic phase-encode ghosts (every
-  ``n``-th PE line scaled by ``1 - s``: ``n - 1`` ghosts of amplitude ``s / n``, TorchIO ``Ghosting``),
-  and complex Gaussian k-space noise (magnitude images are then Rician). These sit at particular
-  k-space frequencies, so a line mask *can* act on them.
+- ``contrast`` -- tissue signals, residual fat after fat suppression, a gamma curve (pointwise);
+- ``bias`` -- a random smooth multiplicative field per patient (``exp`` of a cubic polynomial, the
+  TorchIO ``RandomBiasField`` model after Van Leemput 1999);
+- ``coil`` -- the vendor's fixed coil-sensitivity profile, ``exp(coil * (0.8 x - 0.4 y))`` (brighter
+  towards one side; :func:`coil_profile`);
+- ``noise`` -- complex Gaussian k-space noise (magnitude images are then Rician);
+- ``readout`` -- the acquired fraction of k-space *columns* (readout matrix size), zero-filled;
+- ``phase_res`` -- the acquired fraction of k-space *rows* (phase-encode matrix size), zero-filled;
+- ``ghosts`` -- every ``n``-th phase-encode line scaled by ``1 - s`` (``n - 1`` ghosts of amplitude
+  ``s / n``, TorchIO ``Ghosting``).
+
+A phase-encode line mask (:mod:`glassbox.models.kspace_sampler`) can act on the factors that live in
+whole k-space rows (:data:`LINE_FACTORS`: noise, phase-encode resolution, ghosts); it cannot undo the
+others (:data:`IMAGE_FACTORS`), which spread over all rows or sit along the readout. Which factors a
+mask can act on is therefore a choice of this simulator; the k-space chapter's ablation shows how much
+of each result that choice explains.
+
+**One stream per factor.** Anatomy, ghosts and noise draw from three independent children of
+``numpy.random.SeedSequence(seed)``, and each draws the same numbers whatever the vendor's settings
+(a factor switched off scales its draws by zero). So the same ``seed`` gives the *same patients* on
+every vendor, and switching one factor changes only that factor's stage (:func:`simulate_stages`
+returns every stage, for tests and figures).
 
 Following Saha et al. 2017 (the seed's [5]: FGT features are more scanner-sensitive than tumour
-features), vendors differ mainly in background/FGT appearance; the tumour is anatomy. Vendor
-presets: :data:`VENDOR_A` ("GE-like"), :data:`VENDOR_B` ("Siemens-like", noisier, smaller matrix,
-ghosts, stronger bias, imperfect fat suppression, gamma 1.3) and the **control**
-:data:`VENDOR_B_CONTRAST_ONLY` (B's contrast and bias field with A's acquisition), whose shift a
-k-space mask cannot undo. The numbers are design choices, not measurements (see
-``research/kspace.md`` section 2 for sources of each effect).
+features), vendors differ in background/FGT appearance; the tumour is anatomy. Presets:
+:data:`VENDOR_A` ("GE-like") and :data:`VENDOR_B` ("Siemens-like": other tissue signals and gamma,
+a stronger bias field, a coil profile, twice the noise, 70% of the matrix along both axes, ghosts).
+The numbers are design choices, not measurements (``research/kspace.md`` section 2 gives a source
+for each effect). B's contrast and coil strengths were set once, by looking at fully sampled
+classifiers only, so that the cross-vendor AUC drop at full sampling is of the order of Lu's
+(0.23 GE to Siemens, 0.12 Siemens to GE); with the first, milder values (fgt 0.50, fat 0.25,
+gamma 1.3, coil 0.6) the Siemens-to-GE drop was within the noise of three training seeds.
 
 Data layout mirrors the Duke tutorial: every patient contributes ``slices_per_patient`` slices,
 half through the tumour (label 1) and half away from it (label 0), so classes are balanced within
 every patient and therefore within every **patient-level** split (:func:`patient_split`).
-Phase encoding runs along the rows (axis -2), the axis :mod:`glassbox.models.kspace_sampler` masks.
-
-Randomness: anatomy and acquisition noise come from two streams of ``numpy.random.SeedSequence
-(seed)``, so the same ``seed`` with two vendors gives the *same patients* scanned twice.
+Phase encoding runs along the rows (axis -2), the axis the k-space sampler masks. Every image is
+divided by its own 99th percentile: the same normalisation for every vendor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 import numpy as np
 
 __all__ = [
-    "Contrast", "Acquisition", "Vendor", "AnatomyConfig", "MRIDataset",
-    "VENDOR_A", "VENDOR_B", "VENDOR_B_CONTRAST_ONLY", "VENDORS",
-    "simulate_vendor", "acquire", "patient_split", "vendor_separability", "with_acquisition",
+    "Contrast", "Vendor", "AnatomyConfig", "MRIDataset", "FACTORS", "LINE_FACTORS", "IMAGE_FACTORS",
+    "VENDOR_A", "VENDOR_B", "VENDORS", "mix", "factor_differences", "coil_profile",
+    "simulate_vendor", "simulate_stages", "acquire", "patient_split", "vendor_separability",
 ]
 
 
@@ -51,19 +66,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Contrast:
-    """Image-domain appearance of one vendor (what a k-space mask cannot undo).
-
-    Intensities are relative signals of a fat-suppressed T1-like slice before the gamma curve;
-    ``fat`` is the residual fat signal (imperfect fat suppression), ``bias`` the largest
-    coefficient magnitude of the cubic log-bias polynomial.
-    """
+    """Tissue signals of one vendor: relative signals of a fat-suppressed T1-like slice before the gamma
+    curve; ``fat`` is the residual fat signal (imperfect fat suppression)."""
 
     fgt: float = 0.55
     fat: float = 0.10
     muscle: float = 0.35
     body: float = 0.20
     gamma: float = 1.0
-    bias: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("fgt", "fat", "muscle", "body"):
@@ -71,52 +81,104 @@ class Contrast:
                 raise ValueError(f"Contrast.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if not self.gamma > 0:
             raise ValueError(f"Contrast.gamma must be positive, got {self.gamma!r}")
-        if not 0 <= self.bias <= 2:
-            raise ValueError(f"Contrast.bias must be in [0, 2], got {self.bias!r}")
-
-
-@dataclass(frozen=True)
-class Acquisition:
-    """k-space physics of one vendor (what a phase-encode line mask can act on).
-
-    ``k_keep``: acquired fraction of central k-space per axis (matrix size, e.g. 320/448 = 0.71);
-    ``ghost_strength``: range of ``s`` for periodic PE ghosts, ``ghost_periods``: choices of ``n``;
-    ``noise_sigma``: k-space noise standard deviation per real/imaginary component (= image-domain
-    noise per component with the orthonormal FFT; the Rician ``sigma``).
-    """
-
-    noise_sigma: float = 0.02
-    k_keep: float = 1.0
-    ghost_strength: tuple[float, float] = (0.0, 0.05)
-    ghost_periods: tuple[int, ...] = (2, 3, 4)
-
-    def __post_init__(self) -> None:
-        if not self.noise_sigma >= 0:
-            raise ValueError(f"Acquisition.noise_sigma must be >= 0, got {self.noise_sigma!r}")
-        if not 0 < self.k_keep <= 1:
-            raise ValueError(f"Acquisition.k_keep must be in (0, 1], got {self.k_keep!r}")
-        lo, hi = self.ghost_strength
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"Acquisition.ghost_strength must be 0 <= low <= high <= 1, got {self.ghost_strength!r}")
-        if not self.ghost_periods or any(int(n) != n or n < 2 for n in self.ghost_periods):
-            raise ValueError(f"Acquisition.ghost_periods must be integers >= 2, got {self.ghost_periods!r}")
 
 
 @dataclass(frozen=True)
 class Vendor:
-    """A scanner: a name, its image-domain contrast and its k-space acquisition."""
+    """A scanner as seven independent factors (see the module docstring and :data:`FACTORS`).
+
+    ``bias``: largest coefficient magnitude of the per-patient cubic log-bias polynomial; ``coil``:
+    strength of the fixed coil profile (0 = uniform); ``noise_sigma``: k-space noise standard deviation
+    per real/imaginary component (= image-domain noise per component with the orthonormal FFT; the
+    Rician ``sigma``); ``readout_keep`` / ``phase_keep``: acquired fraction of central k-space along the
+    readout (columns) / phase-encode (rows) axis (matrix size; zero-filling also gives Gibbs ringing);
+    ``ghost_strength``: range of ``s`` of the periodic phase-encode ghosts; ``ghost_periods``: choices of ``n``.
+    """
 
     name: str
     contrast: Contrast = field(default_factory=Contrast)
-    acquisition: Acquisition = field(default_factory=Acquisition)
+    bias: float = 0.2
+    coil: float = 0.0
+    noise_sigma: float = 0.02
+    readout_keep: float = 1.0
+    phase_keep: float = 1.0
+    ghost_strength: tuple[float, float] = (0.0, 0.05)
+    ghost_periods: tuple[int, ...] = (2, 3, 4)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Vendor.name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.contrast, Contrast):
+            raise ValueError(f"Vendor.contrast must be a Contrast, got {type(self.contrast).__name__}")
+        if not 0 <= self.bias <= 2:
+            raise ValueError(f"Vendor.bias must be in [0, 2], got {self.bias!r}")
+        if not 0 <= self.coil <= 3:
+            raise ValueError(f"Vendor.coil must be in [0, 3], got {self.coil!r}")
+        if not self.noise_sigma >= 0:
+            raise ValueError(f"Vendor.noise_sigma must be >= 0, got {self.noise_sigma!r}")
+        for name in ("readout_keep", "phase_keep"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"Vendor.{name} must be in (0, 1], got {getattr(self, name)!r}")
+        lo, hi = self.ghost_strength
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"Vendor.ghost_strength must be 0 <= low <= high <= 1, got {self.ghost_strength!r}")
+        if not self.ghost_periods or any(int(n) != n or n < 2 for n in self.ghost_periods):
+            raise ValueError(f"Vendor.ghost_periods must be integers >= 2, got {self.ghost_periods!r}")
 
 
-VENDOR_A = Vendor("A (GE-like)", Contrast(fgt=0.55, fat=0.10, muscle=0.35, body=0.20, gamma=1.0, bias=0.2),
-                  Acquisition(noise_sigma=0.02, k_keep=1.0, ghost_strength=(0.0, 0.05)))
-VENDOR_B = Vendor("B (Siemens-like)", Contrast(fgt=0.50, fat=0.25, muscle=0.30, body=0.25, gamma=1.3, bias=0.4),
-                  Acquisition(noise_sigma=0.04, k_keep=0.7, ghost_strength=(0.1, 0.4)))
-VENDOR_B_CONTRAST_ONLY = Vendor("B contrast only (control)", VENDOR_B.contrast, VENDOR_A.acquisition)
-VENDORS: dict[str, Vendor] = {"A": VENDOR_A, "B": VENDOR_B, "B_contrast": VENDOR_B_CONTRAST_ONLY}
+FACTORS: dict[str, tuple[str, ...]] = {
+    "contrast": ("contrast",),
+    "bias": ("bias",),
+    "coil": ("coil",),
+    "noise": ("noise_sigma",),
+    "readout": ("readout_keep",),
+    "phase_res": ("phase_keep",),
+    "ghosts": ("ghost_strength", "ghost_periods"),
+}
+"""Factor name -> the :class:`Vendor` fields it sets."""
+
+LINE_FACTORS: tuple[str, ...] = ("noise", "phase_res", "ghosts")
+"""Factors that live in whole phase-encode lines: a line mask can act on them (by construction)."""
+
+IMAGE_FACTORS: tuple[str, ...] = ("contrast", "bias", "coil", "readout")
+"""Factors a phase-encode line mask cannot undo (pointwise, multiplicative, or along the readout)."""
+
+VENDOR_A = Vendor("A (GE-like)", Contrast(fgt=0.55, fat=0.10, muscle=0.35, body=0.20, gamma=1.0), bias=0.2,
+                  coil=0.0, noise_sigma=0.02, readout_keep=1.0, phase_keep=1.0, ghost_strength=(0.0, 0.05))
+VENDOR_B = Vendor("B (Siemens-like)", Contrast(fgt=0.45, fat=0.30, muscle=0.30, body=0.25, gamma=1.5), bias=0.4,
+                  coil=0.8, noise_sigma=0.04, readout_keep=0.7, phase_keep=0.7, ghost_strength=(0.1, 0.4))
+VENDORS: dict[str, Vendor] = {"A": VENDOR_A, "B": VENDOR_B}
+
+
+def mix(base: Vendor, donor: Vendor, factors: Sequence[str], name: str | None = None) -> Vendor:
+    """``base`` with the settings of ``factors`` (keys of :data:`FACTORS`) taken from ``donor``.
+
+    ``mix(VENDOR_A, VENDOR_B, ["noise"])`` is vendor A with B's noise; with every factor it has all of B's
+    physics (on whatever patients the seed draws).
+    """
+    if isinstance(factors, str):
+        raise ValueError(f"factors must be a sequence of factor names, got the string {factors!r}")
+    unknown = [f for f in factors if f not in FACTORS]
+    if unknown:
+        raise ValueError(f"unknown factor(s) {unknown}; choose from {list(FACTORS)}")
+    changes = {setting: getattr(donor, setting) for f in factors for setting in FACTORS[f]}
+    label = name if name is not None else base.name + "".join(f" +{f}" for f in factors)
+    return replace(base, name=label, **changes)
+
+
+def factor_differences(first: Vendor, second: Vendor) -> list[str]:
+    """The factors (keys of :data:`FACTORS`) in which two vendors differ."""
+    return [f for f, names in FACTORS.items() if any(getattr(first, n) != getattr(second, n) for n in names)]
+
+
+def _check_factor_table() -> None:
+    covered = [n for names in FACTORS.values() for n in names]
+    settings = {f.name for f in fields(Vendor)} - {"name"}
+    if sorted(covered) != sorted(settings) or sorted(LINE_FACTORS + IMAGE_FACTORS) != sorted(FACTORS):
+        raise AssertionError("FACTORS must cover every Vendor setting once, and LINE_FACTORS + IMAGE_FACTORS every factor")
+
+
+_check_factor_table()
 
 
 @dataclass(frozen=True)
@@ -243,38 +305,61 @@ def _monomials(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([x ** i * y ** j for i in range(4) for j in range(4 - i)], axis=0)
 
 
-def acquire(signal: np.ndarray, acquisition: Acquisition, rng: np.random.Generator) -> np.ndarray:
-    """Scan real images ``signal`` (N, H, W) with ``acquisition``; returns magnitude images.
 
-    k-space = centred orthonormal FFT; every ``n``-th phase-encode line (rows, unshifted index
-    ``u % n == 0``, so DC included) is scaled by ``1 - s`` with ``n`` drawn from ``ghost_periods`` and
-    ``s`` from ``ghost_strength`` per image; complex Gaussian noise of standard deviation
-    ``noise_sigma`` per real and imaginary component (the Rician ``sigma``) is added; only the central
-    ``round(k_keep * H)`` x ``round(k_keep * W)`` block is kept (zero-filled); the magnitude of the
-    inverse FFT is returned (Rician statistics).
+
+def coil_profile(size: int, strength: float) -> np.ndarray:
+    """The vendor's fixed coil-sensitivity profile on a ``size`` x ``size`` grid: ``exp(strength * (0.8 x -
+    0.4 y))``, x (columns) and y (rows) in [-1, 1]; 1 everywhere for ``strength = 0``."""
+    c = (np.arange(size) + 0.5) / size * 2 - 1
+    y, x = np.meshgrid(c, c, indexing="ij")
+    return np.exp(strength * (0.8 * x - 0.4 * y))
+
+
+def _keep_mask(h: int, w: int, phase_keep: float, readout_keep: float) -> np.ndarray:
+    """The acquired central block of k-space: ``round(phase_keep * H)`` rows by ``round(readout_keep * W)`` columns."""
+    keep = np.zeros((h, w), dtype=bool)
+    kh, kw = max(1, int(round(phase_keep * h))), max(1, int(round(readout_keep * w)))
+    keep[h // 2 - kh // 2: h // 2 - kh // 2 + kh, w // 2 - kw // 2: w // 2 - kw // 2 + kw] = True
+    return keep
+
+
+def _ghost_rows(count: int, h: int, vendor: Vendor, rng: np.random.Generator) -> np.ndarray:
+    """(count, H) multiplier of every phase-encode row: ``1 - s`` on the rows whose unshifted index ``u``
+    has ``u % n == 0`` (DC included), 1 elsewhere; ``n`` and ``s`` drawn per image."""
+    rows = (np.arange(h) - h // 2) % h                  # unshifted index of each centred row
+    period = np.asarray(vendor.ghost_periods)[rng.integers(0, len(vendor.ghost_periods), size=count)]
+    strength = vendor.ghost_strength[0] + (vendor.ghost_strength[1] - vendor.ghost_strength[0]) * rng.random(count)
+    return 1 - strength[:, None] * ((rows[None, :] % period[:, None]) == 0)
+
+
+def acquire(signal: np.ndarray, vendor: Vendor, ghost_rng: np.random.Generator, noise_rng: np.random.Generator,
+            stages: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Scan real images ``signal`` (N, H, W) with ``vendor``'s k-space factors; returns magnitude images.
+
+    k-space = centred orthonormal FFT; rows scaled by the ghost multipliers (drawn from ``ghost_rng``);
+    complex Gaussian noise of standard deviation ``noise_sigma`` per real and imaginary component added
+    (from ``noise_rng``); only the central ``phase_keep`` x ``readout_keep`` block kept (zero-filled);
+    magnitude of the inverse FFT. ``stages``, if given, receives ``ghosts`` (N, H), ``noise`` (N, H, W,
+    complex) and ``keep`` (H, W).
     """
     signal = np.asarray(signal, dtype=float)
     if signal.ndim != 3:
         raise ValueError(f"signal must be an (N, H, W) stack, got shape {signal.shape}")
     count, h, w = signal.shape
-    kspace = _fft2c(signal)
-    rows = (np.arange(h) - h // 2) % h                  # unshifted index of each centred row
-    period = rng.choice(np.asarray(acquisition.ghost_periods), size=count)
-    strength = rng.uniform(*acquisition.ghost_strength, size=count)
-    ghost_rows = (rows[None, :] % period[:, None]) == 0
-    kspace = kspace * (1 - strength[:, None] * ghost_rows)[:, :, None]
-    noise = rng.standard_normal((2, count, h, w))
-    kspace = kspace + acquisition.noise_sigma * (noise[0] + 1j * noise[1])
-    keep = np.zeros((h, w), dtype=bool)
-    kh, kw = int(round(acquisition.k_keep * h)), int(round(acquisition.k_keep * w))
-    keep[h // 2 - kh // 2: h // 2 - kh // 2 + kh, w // 2 - kw // 2: w // 2 - kw // 2 + kw] = True
-    return np.abs(_ifft2c(kspace * keep))
+    ghosts = _ghost_rows(count, h, vendor, ghost_rng)
+    white = noise_rng.standard_normal((2, count, h, w))
+    noise = vendor.noise_sigma * (white[0] + 1j * white[1])
+    keep = _keep_mask(h, w, vendor.phase_keep, vendor.readout_keep)
+    kspace = (_fft2c(signal) * ghosts[:, :, None] + noise) * keep
+    if stages is not None:
+        stages.update(ghosts=ghosts, noise=noise, keep=keep)
+    return np.abs(_ifft2c(kspace))
 
 
-def _simulate_chunk(anat_rng: np.random.Generator, acq_rng: np.random.Generator, p: dict[str, np.ndarray],
-                    vendor: Vendor, anatomy: AnatomyConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Images and tumour masks of the patients in ``p``: (P * S, H, W) each, slice order = patient-major,
-    the first S/2 slices of each patient with tumour."""
+def _anatomy(anat_rng: np.random.Generator, p: dict[str, np.ndarray], anatomy: AnatomyConfig) -> dict[str, np.ndarray]:
+    """Tissue maps of the patients in ``p``, (P * S, H, W) each, patient-major, the first S/2 slices of each
+    patient through the tumour: ``fat``, ``fgt``, ``muscle``, ``body`` (textured), ``tumour`` (partial
+    volume) and the tumour's relative signal ``tumour_signal``; ``x``, ``y`` are the grid."""
     n_pat = len(p["chest"])
     s = anatomy.slices_per_patient
     n = anatomy.size
@@ -328,22 +413,72 @@ def _simulate_chunk(anat_rng: np.random.Generator, acq_rng: np.random.Generator,
     tumour = np.where(r_major > 0, _soft(1 - np.sqrt(u ** 2 + v ** 2), 0.5 * px / np.maximum(r_minor, 1e-9)), 0.0)
     tumour *= breast
 
-    # --- contrast (image domain)
-    con = vendor.contrast
     fat = np.clip(breast - fgt, 0, None)
-    tissue = fat * con.fat + fgt * con.fgt + muscle * con.muscle + body * con.body * body_texture
-    tumour_signal = con.fgt * (1 + per_slice(p["contrast"]))
-    signal = (1 - tumour) * tissue + tumour * tumour_signal
-    signal = np.clip(signal, 0, None) ** con.gamma
-    log_bias = np.einsum("pk,kij->pij", p["bias_coef"] * con.bias, _monomials(x, y))
-    signal = signal * np.repeat(np.exp(log_bias), s, axis=0)
+    return {"fat": fat, "fgt": fgt, "muscle": muscle, "body": body * body_texture, "tumour": tumour,
+            "tumour_signal": 1 + per_slice(p["contrast"]), "x": x, "y": y}
 
-    image = acquire(signal, vendor.acquisition, acq_rng)
 
-    # --- the same normalisation for every vendor: divide by the 99th percentile
-    scale = np.percentile(image.reshape(len(image), -1), 99, axis=1)[:, None, None]
-    image = image / np.maximum(scale, 1e-12)
-    return image.astype(np.float32), tumour > 0.5
+def _contrast(tissue: dict[str, np.ndarray], contrast: Contrast) -> np.ndarray:
+    """The image-domain signal of the tissue maps under ``contrast`` (before bias, coil and acquisition)."""
+    background = (tissue["fat"] * contrast.fat + tissue["fgt"] * contrast.fgt + tissue["muscle"] * contrast.muscle
+                  + tissue["body"] * contrast.body)
+    tumour = tissue["tumour"]
+    signal = (1 - tumour) * background + tumour * contrast.fgt * tissue["tumour_signal"]
+    return np.clip(signal, 0, None) ** contrast.gamma
+
+
+def _simulate_chunk(anat_rng: np.random.Generator, ghost_rng: np.random.Generator, noise_rng: np.random.Generator,
+                    p: dict[str, np.ndarray], vendor: Vendor, anatomy: AnatomyConfig,
+                    keep_stages: bool) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Images, tumour masks and (if ``keep_stages``) every stage, for the patients in ``p``."""
+    s = anatomy.slices_per_patient
+    tissue = _anatomy(anat_rng, p, anatomy)
+    signal = _contrast(tissue, vendor.contrast)
+    log_bias = np.einsum("pk,kij->pij", p["bias_coef"] * vendor.bias, _monomials(tissue["x"], tissue["y"]))
+    bias = np.repeat(np.exp(log_bias), s, axis=0)
+    coil = coil_profile(anatomy.size, vendor.coil)
+    stages: dict[str, np.ndarray] = {}
+    raw = acquire(signal * bias * coil, vendor, ghost_rng, noise_rng, stages if keep_stages else None)
+    scale = np.maximum(np.percentile(raw.reshape(len(raw), -1), 99, axis=1), 1e-12)
+    image = raw / scale[:, None, None]
+    if keep_stages:
+        stages.update(signal=signal, bias=bias, coil=np.broadcast_to(coil, signal.shape).copy(), raw=raw, scale=scale)
+    return image.astype(np.float32), tissue["tumour"] > 0.5, stages
+
+
+def _resolve_vendor(vendor: Vendor | str) -> Vendor:
+    if isinstance(vendor, str):
+        if vendor not in VENDORS:
+            raise ValueError(f"unknown vendor {vendor!r}; choose one of {sorted(VENDORS)} or pass a Vendor")
+        return VENDORS[vendor]
+    if not isinstance(vendor, Vendor):
+        raise TypeError(f"vendor must be a Vendor or one of {sorted(VENDORS)}, got {type(vendor).__name__}")
+    return vendor
+
+
+def _simulate(n_patients: int, vendor: Vendor | str, seed: int, anatomy: AnatomyConfig | None,
+              keep_stages: bool) -> tuple[MRIDataset, dict[str, np.ndarray]]:
+    if isinstance(n_patients, bool) or not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
+        raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    vendor = _resolve_vendor(vendor)
+    anatomy = anatomy or AnatomyConfig()
+    anat_rng, ghost_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
+    params = _draw_patients(anat_rng, int(n_patients), anatomy)
+    images, masks, stages = [], [], []
+    for start in range(0, n_patients, _CHUNK):
+        chunk = {k: v[start:start + _CHUNK] for k, v in params.items()}
+        img, msk, stage = _simulate_chunk(anat_rng, ghost_rng, noise_rng, chunk, vendor, anatomy, keep_stages)
+        images.append(img)
+        masks.append(msk)
+        stages.append(stage)
+    s = anatomy.slices_per_patient
+    labels = np.tile(np.r_[np.ones(s // 2), np.zeros(s // 2)].astype(np.int64), n_patients)
+    patients = np.repeat(np.arange(n_patients, dtype=np.int64), s)
+    merged = ({k: stages[0][k] if k == "keep" else np.concatenate([st[k] for st in stages]) for k in stages[0]}
+              if keep_stages else {})
+    return MRIDataset(np.concatenate(images), labels, patients, np.concatenate(masks), vendor.name), merged
 
 
 def simulate_vendor(n_patients: int, vendor: Vendor | str, seed: int,
@@ -351,32 +486,19 @@ def simulate_vendor(n_patients: int, vendor: Vendor | str, seed: int,
     """``n_patients`` patients scanned on ``vendor`` (a :class:`Vendor` or a key of :data:`VENDORS`).
 
     Returns ``n_patients * slices_per_patient`` slices, half with tumour, patient ids
-    ``0 .. n_patients - 1``. The same ``seed`` gives the same anatomy on every vendor.
+    ``0 .. n_patients - 1``. The same ``seed`` gives the same anatomy (and the same ghost and noise
+    draws) on every vendor.
     """
-    if isinstance(n_patients, bool) or not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
-        raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(vendor, str):
-        if vendor not in VENDORS:
-            raise ValueError(f"unknown vendor {vendor!r}; choose one of {sorted(VENDORS)} or pass a Vendor")
-        vendor = VENDORS[vendor]
-    if not isinstance(vendor, Vendor):
-        raise TypeError(f"vendor must be a Vendor or one of {sorted(VENDORS)}, got {type(vendor).__name__}")
-    anatomy = anatomy or AnatomyConfig()
-    anatomy_seq, acquisition_seq = np.random.SeedSequence(int(seed)).spawn(2)
-    anat_rng, acq_rng = np.random.default_rng(anatomy_seq), np.random.default_rng(acquisition_seq)
-    params = _draw_patients(anat_rng, int(n_patients), anatomy)
-    images, masks = [], []
-    for start in range(0, n_patients, _CHUNK):
-        chunk = {k: v[start:start + _CHUNK] for k, v in params.items()}
-        img, msk = _simulate_chunk(anat_rng, acq_rng, chunk, vendor, anatomy)
-        images.append(img)
-        masks.append(msk)
-    s = anatomy.slices_per_patient
-    labels = np.tile(np.r_[np.ones(s // 2), np.zeros(s // 2)].astype(np.int64), n_patients)
-    patients = np.repeat(np.arange(n_patients, dtype=np.int64), s)
-    return MRIDataset(np.concatenate(images), labels, patients, np.concatenate(masks), vendor.name)
+    return _simulate(n_patients, vendor, seed, anatomy, keep_stages=False)[0]
+
+
+def simulate_stages(n_patients: int, vendor: Vendor | str, seed: int,
+                    anatomy: AnatomyConfig | None = None) -> tuple[MRIDataset, dict[str, np.ndarray]]:
+    """:func:`simulate_vendor` and its stages, per slice: ``signal`` (contrast applied), ``bias`` and ``coil``
+    (multiplicative fields), ``ghosts`` ((N, H) row multipliers), ``noise`` (complex k-space noise), ``keep``
+    ((H, W) acquired block), ``raw`` (magnitude before normalisation) and ``scale`` (the normaliser). The
+    image is ``|IFFT((FFT(signal * bias * coil) * ghosts + noise) * keep)| / scale``."""
+    return _simulate(n_patients, vendor, seed, anatomy, keep_stages=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,6 +572,3 @@ def vendor_separability(images_a: np.ndarray, images_b: np.ndarray, *, features:
     return float(roc_auc_score(y, score))
 
 
-def with_acquisition(vendor: Vendor, **changes) -> Vendor:
-    """A copy of ``vendor`` with some :class:`Acquisition` fields changed (for ablations)."""
-    return replace(vendor, acquisition=replace(vendor.acquisition, **changes))

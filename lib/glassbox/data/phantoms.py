@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.core import checks
+
 __all__ = [
     "FOV_MM", "SLAB_MM", "MIN_N", "TISSUE_LABELS",
     "pixel_mm", "slice_position", "abdominal_phantom", "abdominal_phantom_with_labels", "patient_volume",
@@ -80,17 +82,11 @@ def slice_position(slice_index: int, n_slices: int) -> float:
 
 
 def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise ValueError(f"n (grid side in pixels) must be an integer, got {n!r}")
-    if n < MIN_N:
-        raise ValueError(f"n (grid side in pixels) must be at least {MIN_N}, got {n}")
-    return int(n)
+    return checks.integer(n, "n (grid side in pixels)", minimum=MIN_N)
 
 
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer (one patient per seed), got {seed!r}")
-    return int(seed)
+    return checks.seed(seed, "seed (one patient per seed)")
 
 
 # --- shapes -----------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ check is a statistic of a trained model with a threshold (a mean of v, a loss le
 failed one is shown as failed and every claim that names it in ``depends_on`` becomes ``inconclusive``
 (:func:`apply_checks`).
 
+:class:`Deviation` records one way a chapter departs from a paper's protocol; the Verdicts chapter lists
+them beside the verdicts.
+
 Rules (each returns ``(verdict, rule_text)``; ``rule_text`` states the thresholds in words):
 
 - :func:`interval_rule` -- is a confidence interval inside, outside or across the region the claim needs;
@@ -31,6 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VERDICTS: tuple[str, ...] = ("supported", "contradicted", "inconclusive", "not testable here")
+VERDICT_MEANINGS: dict[str, str] = {
+    "supported": "the data show what the paper says, beyond the rule's uncertainty",
+    "contradicted": "the data show the opposite, or a value outside what the paper's statement allows",
+    "inconclusive": "the uncertainty allows both, or a quality check the claim depends on failed",
+    "not testable here": "our set-up cannot test the claim (the reason is given)",
+}
 CHECK_KINDS: tuple[str, ...] = ("invariant", "quality")
 
 
@@ -188,6 +197,11 @@ class Claim:
     with the reason in ``note``). ``interval`` is the uncertainty of ``ours`` and ``interval_kind`` says what
     it covers (e.g. "95% bootstrap over test patients"). ``depends_on`` names :class:`Check` ids; a failed
     one turns the verdict into ``inconclusive`` (:func:`apply_checks`).
+
+    ``reference`` is the BibTeX key (``book/references.bib``) of the paper the claim comes from; empty for
+    the book's own claims (physics, controls). The Verdicts chapter groups claims by it. ``section`` is the
+    MyST label of the chapter section that tests the claim (``(label)=`` above its heading); the Verdicts
+    chapter links there, or to the chapter's page when it is empty.
     """
 
     id: str
@@ -207,6 +221,7 @@ class Claim:
     section: str = ""
     note: str = ""
     depends_on: tuple[str, ...] = field(default_factory=tuple)
+    reference: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -214,6 +229,10 @@ class Claim:
         for name in ("id", "chapter", "source", "statement", "test"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ClaimError(f"claim {self.id!r}: {name} must be a non-empty string")
+        for name in ("reference", "section"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or any(ch.isspace() or ch in "`{}" for ch in value):
+                raise ClaimError(f"claim {self.id!r}: {name} must be a key or label without spaces, got {value!r}")
         if self.verdict == "not testable here" and not self.note:
             raise ClaimError(f"claim {self.id!r} is not testable here: say why in `note`")
         if self.interval is not None:
@@ -232,6 +251,38 @@ class Claim:
         if data.get("interval") is not None:
             data["interval"] = tuple(data["interval"])
         data["depends_on"] = tuple(data.get("depends_on") or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One way a chapter departs from a paper's protocol (data, model size, training length, metric).
+
+    ``paper`` says what the paper did, ``ours`` what the chapter does on this run's profile (computed from
+    the configuration where it depends on it), ``reason`` why. ``reference`` is the paper's BibTeX key.
+    Chapters save them with ``save_results(..., deviations=)``; the Verdicts chapter lists them per paper.
+    """
+
+    id: str
+    chapter: str
+    reference: str
+    aspect: str
+    paper: str
+    ours: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        for name in ("id", "chapter", "reference", "aspect", "paper", "ours", "reason"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ClaimError(f"deviation {self.id!r}: {name} must be a non-empty string")
+        if any(ch.isspace() for ch in self.reference):
+            raise ClaimError(f"deviation {self.id!r}: reference must be a BibTeX key, got {self.reference!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Deviation:
         return cls(**data)
 
 

@@ -10,7 +10,13 @@ about +-0.05 wide, the size of most differences in the paper's Table 1. This mod
 - :func:`bootstrap_ci`: percentile interval of the AUC over bootstrap resamples drawn *within*
   each class (so no resample lacks a class, where sklearn would return nan);
 - :func:`delong_paired_test`: difference of two correlated AUCs on the same test set (e.g. two
-  sampling rates), with its DeLong standard error, CI and two-sided p value.
+  sampling rates), with its DeLong standard error, CI and two-sided p value;
+- :func:`cluster_bootstrap_ci` and its parts (:func:`pair_matrix`, :func:`cluster_weights`,
+  :func:`weighted_auc`): resampling whole *patients* (clusters of slices). DeLong and the stratified
+  bootstrap treat slices as independent; slices of one patient share anatomy and tumour, so they
+  understate the spread. :func:`weighted_auc` scores many models under many patient resamples at once,
+  so a study can resample training seeds and test patients together (Owen's 2007 "pigeonhole"
+  bootstrap of a crossed design).
 
 Unlike sklearn (which warns and returns nan), a single-class input raises :class:`ROCInputError`.
 """
@@ -22,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["ROCInputError", "AUCResult", "PairedAUCResult", "auc", "delong_ci", "bootstrap_ci",
-           "delong_paired_test"]
+           "delong_paired_test", "pair_matrix", "cluster_weights", "weighted_auc", "cluster_bootstrap_ci"]
 
 
 class ROCInputError(ValueError):
@@ -146,3 +152,67 @@ def delong_paired_test(y_true, score_1, score_2, alpha: float = 0.05) -> PairedA
     se = float(np.sqrt(max(var, 0.0)))
     p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
     return PairedAUCResult(a1, a2, diff, se, diff - z * se, diff + z * se, p)
+
+
+# --------------------------------------------------------------------------------------------
+# Resampling patients (clusters) and training seeds together
+
+
+def pair_matrix(y_true, score) -> np.ndarray:
+    """(n_pos, n_neg) matrix of ``1[pos > neg] + 0.5 * 1[pos == neg]``; its mean is the AUC. ``score`` may
+    carry leading axes (..., N): the result is then (..., n_pos, n_neg)."""
+    y, _ = _check(y_true, np.zeros(len(np.asarray(y_true))))
+    s = np.asarray(score, dtype=float)
+    if s.shape[-1] != len(y):
+        raise ROCInputError(f"score's last axis must have length {len(y)} (the labels), got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ROCInputError("score holds NaN or infinite values")
+    pos, neg = s[..., y][..., :, None], s[..., ~y][..., None, :]
+    return (pos > neg) + 0.5 * (pos == neg)
+
+
+def cluster_weights(clusters, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, N) weights of the N cases under ``n_boot`` cluster bootstrap draws: each draw picks as many
+    clusters as there are, with replacement, and a case weighs as often as its cluster was picked."""
+    clusters = np.asarray(clusters)
+    if clusters.ndim != 1 or len(clusters) == 0:
+        raise ValueError(f"clusters must be a non-empty 1-D array of ids, got shape {clusters.shape}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    ids, index = np.unique(clusters, return_inverse=True)
+    counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_boot)
+    return counts[:, index].astype(float)
+
+
+def weighted_auc(y_true, pairs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of every model in ``pairs`` ((M, n_pos, n_neg) from :func:`pair_matrix`) under every case weighting
+    in ``weights`` ((B, N), e.g. :func:`cluster_weights`): a (B, M) array. A weighting without a positive
+    or a negative case gives NaN."""
+    y = np.asarray(y_true).astype(bool)
+    pairs = np.asarray(pairs, dtype=float)
+    if pairs.ndim == 2:
+        pairs = pairs[None]
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 2 or w.shape[1] != len(y) or pairs.shape[1:] != (int(y.sum()), int((~y).sum())):
+        raise ValueError(f"weights must be (B, {len(y)}) and pairs (M, n_pos, n_neg) for these labels; got "
+                         f"{w.shape} and {pairs.shape}")
+    w_pos, w_neg = w[:, y], w[:, ~y]
+    numerator = np.einsum("bp,mpq,bq->bm", w_pos, pairs, w_neg, optimize=True)
+    denominator = (w_pos.sum(axis=1) * w_neg.sum(axis=1))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+
+
+def cluster_bootstrap_ci(y_true, score, clusters, *, seed: int, n_boot: int = 2000, alpha: float = 0.05) -> AUCResult:
+    """AUC with a percentile interval over ``n_boot`` resamples of whole *clusters* (patients): slices of one
+    patient are not independent, and resampling them one by one (or DeLong) understates the spread."""
+    y, s = _check(y_true, score)
+    _z(alpha)
+    weights = cluster_weights(clusters, n_boot, np.random.default_rng(seed))
+    if weights.shape[1] != len(y):
+        raise ROCInputError(f"clusters must have one id per case ({len(y)}), got {weights.shape[1]}")
+    boot = weighted_auc(y, pair_matrix(y, s)[None], weights)[:, 0]
+    boot = boot[np.isfinite(boot)]
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return AUCResult(auc(y, s), float(low), float(high), float(boot.std(ddof=1)), int(y.sum()), int((~y).sum()),
+                     "cluster bootstrap")

@@ -879,27 +879,3 @@ def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int = 256, seed: in
 
 def _take_rows(a: ArrayLike, idx: np.ndarray) -> ArrayLike:
     return a[torch.as_tensor(idx, device=a.device)] if isinstance(a, torch.Tensor) else a[idx]
-
-
-# --- knobs of the similarity chapter ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SimilarityConfig:
-    """Knobs of the feature-similarity analysis (one table per profile, see ``PROFILES``)."""
-
-    n_samples: int = 2604            # test slices fed to both trials (CCA needs N > 2 x channels)
-    reduction: str = "mean"          # feature reduction for the tables
-    svcca_keep: float = 0.99
-    chance_draws: int = 200          # permutation draws for metrics without a closed-form chance level
-    cluster_permutations: int = 9999  # draws for the clustering p-value
-    heatmap_samples: int = 300       # samples per trial drawn in the clustermap
-    minibatch_size: int = 256
-
-
-PROFILES: dict[str, SimilarityConfig] = {
-    "smoke": SimilarityConfig(n_samples=200, chance_draws=10, cluster_permutations=99, heatmap_samples=50,
-                              minibatch_size=32),
-    "quick": SimilarityConfig(n_samples=600, chance_draws=50, cluster_permutations=999, heatmap_samples=200,
-                              minibatch_size=64),
-    "paper": SimilarityConfig(),
-}

@@ -2,7 +2,7 @@
 
 A chapter ends its "What this chapter finds" section with one code cell, tagged ``conclusions``, that
 displays :func:`conclusions_markdown` of its claims (the cell's input is hidden in the book). The text of
-each verdict is therefore the verdict in ``results/<chapter>.json``; ``tests/test_chapters.py`` checks that
+each verdict is therefore the verdict in ``results/<chapter>.json``; ``tests/test_conclusions.py`` checks that
 no hand-written markdown cell of that section carries a verdict word.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ GENERATED_TAG = "conclusions"
 """Cell tag of the code cell that renders a chapter's conclusions from its claims."""
 
 
-def _num(value: Any, digits: int = 3) -> str:
+def format_number(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits; ``—`` for a missing or non-finite one; text as it is."""
     if value is None:
         return "—"
     if isinstance(value, str):
@@ -30,11 +31,18 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def _interval(claim: Claim, digits: int = 3) -> str:
+_num = format_number
+
+
+def format_interval(claim: Claim, digits: int = 3) -> str:
+    """``[low, high]`` of a claim's interval, or an empty string when it has none."""
     if claim.interval is None:
         return ""
     lo, hi = claim.interval
     return f"[{_num(lo, digits)}, {_num(hi, digits)}]"
+
+
+_interval = format_interval
 
 
 def claims_table(claims: Sequence[Claim], digits: int = 3) -> pd.DataFrame:

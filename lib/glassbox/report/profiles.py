@@ -12,13 +12,17 @@ pins the thread count and returns a :class:`Run` with the chapter's typed config
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from glassbox.core.repro import run_record
+from glassbox.core import store
+from glassbox.core.paths import project_root
+from glassbox.core.repro import notebook_fingerprint, run_record
+from glassbox.data.dicom import DICOM_SUFFIXES, NoSeriesFoundError, first_dicom_file
 
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "paper")
 """The three profiles every chapter defines (each study module's ``PROFILE_NAMES`` maps these names to configs)."""
@@ -43,13 +47,17 @@ def resolve_profile(profile: str | None) -> str:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """``None`` means simulated data; a given folder must exist."""
+    """``None`` means simulated data; a given folder must exist and hold DICOM files somewhere below it."""
     if data_dir is None or data_dir == "":
         return None
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"data_dir={str(data_dir)!r} does not exist or is not a folder; "
                                 "pass the root of a Mayo or TCIA DICOM tree, or None for simulated data")
+    if first_dicom_file(path) is None:
+        raise NoSeriesFoundError(f"data_dir={str(data_dir)!r} holds no DICOM files ({', '.join(DICOM_SUFFIXES)}) "
+                                 "in it or any folder below it; pass the root of a Mayo or TCIA DICOM tree, or "
+                                 "None for simulated data")
     return path
 
 
@@ -64,6 +72,8 @@ class Run:
     data_dir: Path | None
     config: Any
     parameters: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    """When :func:`glassbox.chapters.setup_run` made this run (seconds since the epoch): wall time starts here."""
 
     @property
     def simulated(self) -> bool:
@@ -77,7 +87,13 @@ class Run:
                 f"threads={threads}  data={data}\n{self.config}")
 
     def record(self) -> dict[str, Any]:
-        """Parameters, versions, device and seed, for results files and store entries."""
-        return run_record(self.parameters | {"chapter": self.chapter, "profile": self.profile,
-                                             "config": self.config},
-                          seed=self.seed, device=self.device)
+        """Parameters, versions, device and seed, for results files and store entries; also the fingerprint of
+        the chapter's notebook (``book/<chapter>.ipynb``), the store entries this process loaded (hit) or
+        computed (miss) so far, and the wall time since set-up."""
+        record = run_record(self.parameters | {"chapter": self.chapter, "profile": self.profile,
+                                               "config": self.config},
+                            seed=self.seed, device=self.device)
+        record["notebook_source"] = notebook_fingerprint(project_root() / "book" / f"{self.chapter}.ipynb")
+        record["artifacts"] = [{"name": name, "key": key, "hit": hit} for name, key, hit in store.access_log()]
+        record["wall_seconds"] = time.time() - self.started_at
+        return record

@@ -200,14 +200,23 @@ class ChapterData:
         return self.sets["val"].low, self.sets["val"].full
 
 
-def data_key(config: InvarianceConfig, seed: int, data_dir: str | Path | None = None) -> dict[str, Any]:
-    """What identifies the chapter's training data (part of every store key)."""
-    return {"data": config.data, "patch_size": config.patch_size, "patches_per_patient": config.patches_per_patient,
-            "seed": seed, "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
+def data_key(config: InvarianceConfig, seed: int, data_dir: str | Path | None = None, *,
+             pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+    """What identifies the chapter's training data (part of every store key); ``pairs`` come from
+    :func:`glassbox.data.lowdose_ct.get_pairs` ``(config.data, seed, data_dir)``.
 
-
-def _dataset_entry(config: InvarianceConfig, seed: int) -> tuple[str, dict[str, Any]]:
-    return "ct-dataset", dataclasses.asdict(config.data) | {"seed": seed}
+    The key holds the content fingerprint of ``pairs`` (:func:`glassbox.data.lowdose_ct.pairs_fingerprint`), never
+    the folder's path: changed DICOM files give new keys (no stale models), a moved folder the same ones. With a
+    ``data_dir``, ``pairs`` are required; simulated data are identified by their configuration and seed.
+    """
+    key = {"data": config.data, "patch_size": config.patch_size, "patches_per_patient": config.patches_per_patient,
+           "seed": seed}
+    if data_dir is not None and pairs is None:
+        raise InvarianceError(f"data_key: with data_dir={str(data_dir)!r}, pass pairs= (the slices read from it) "
+                              "so that the store key holds their content, not the folder's path")
+    if pairs is not None:
+        key["pairs"] = lowdose_ct.pairs_fingerprint(pairs)
+    return key
 
 
 def _rescan_entry(config: InvarianceConfig, seed: int, ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -238,14 +247,7 @@ def pick_test_patches(dataset: PairedCTDataset, n: int) -> tuple[Tensor, Tensor]
 def prepare_data(config: InvarianceConfig, *, seed: int = 0, data_dir: str | Path | None = None,
                  progress: bool = True) -> ChapterData:
     """Pairs (simulated through the store, or read from ``data_dir``), the patient split, patches and test set."""
-    if data_dir is None:
-        name, key = _dataset_entry(config, seed)
-        pairs = get_or_compute(name, key, lambda: lowdose_ct.simulate_patients(
-            config.data.n, config.data.n_patients, config.data.slices_per_patient, config.data.dose, seed,
-            n_angles=config.data.n_angles, i0=config.data.i0, sigma_e=config.data.sigma_e,
-            contrast=config.data.contrast, progress=progress), seed=seed, progress=progress)
-    else:
-        pairs = lowdose_ct.get_pairs(config.data, seed, data_dir, progress=progress)
+    pairs = lowdose_ct.get_pairs(config.data, seed, data_dir, progress=progress)
     splits = _splits(pairs, config, seed)
     sets = {name: PairedCTDataset(pairs, ids, patch_size=config.patch_size, seed=seed,
                                   patches_per_patient=config.patches_per_patient) for name, ids in splits.items()}
@@ -257,7 +259,7 @@ def prepare_data(config: InvarianceConfig, *, seed: int = 0, data_dir: str | Pat
         rescan = get_or_compute(name, key, lambda: lowdose_ct.rescan_patients(config.data, seed, splits["test"]),
                                 seed=seed, progress=progress)
         pixel = phantoms.pixel_mm(config.data.n)
-    return ChapterData(sets=sets, splits=splits, key=data_key(config, seed, data_dir), test_low=test_low,
+    return ChapterData(sets=sets, splits=splits, key=data_key(config, seed, data_dir, pairs=None if data_dir is None else pairs), test_low=test_low,
                        test_full=test_full, rescan=rescan, pixel_mm=pixel)
 
 
@@ -1147,7 +1149,7 @@ def plan(config: InvarianceConfig, *, seed: int = 0, device: Any = "cpu", data_d
     Each task's ``run`` makes the very store call the chapter makes, so after all have run the chapter trains
     nothing."""
     ctx = _Context(config, seed, data_dir)
-    key = data_key(config, seed, data_dir)
+    key = data_key(config, seed) if data_dir is None else ctx.data().key  # real data: keyed by their content
     tasks: dict[str, Task] = {}
 
     def add(name: str, entry: tuple[str, Any], fn, deps: Sequence[str] = (), gpu: bool = True) -> None:
@@ -1155,7 +1157,7 @@ def plan(config: InvarianceConfig, *, seed: int = 0, device: Any = "cpu", data_d
                            deps=tuple(tasks[d].key for d in deps if d in tasks), gpu=gpu)
 
     if data_dir is None:
-        add("data", _dataset_entry(config, seed), lambda: ctx.data(), gpu=False)
+        add("data", lowdose_ct.dataset_entry(config.data, seed), lambda: ctx.data(), gpu=False)
         pairs_ids = lowdose_ct.split_patients(lowdose_ct.patient_ids(config.data.n_patients),
                                               config.data.split_fractions, seed)["test"]
         add("rescan", _rescan_entry(config, seed, pairs_ids), lambda: ctx.data(), ["data"], gpu=False)

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from glassbox.core import repro
+from glassbox.core.progress import Progress
 from glassbox.data import degrade, shapes, tissue_crops
 from glassbox.measure import image_metrics
 from glassbox.models import common, feature_nets, segnets
@@ -399,7 +399,8 @@ def _train_adversarial(model: nn.Module, data: Mapping[str, Tensor], config: Pix
     low, full = data["low"], data["full"]
     size, history = len(low), []
     batches = -(-size // config.restore_batch_size)
-    with tqdm(total=config.restore_epochs * batches, desc="denoiser / mse+adversarial", disable=not progress) as bar:
+    with Progress(config.restore_epochs * batches, "denoiser / mse+adversarial", unit="batch",
+                  epochs=config.restore_epochs, enabled=progress) as bar:
         for epoch in range(1, config.restore_epochs + 1):
             began, totals = time.perf_counter(), np.zeros(3)
             order = epoch_order(size, seed, epoch)
@@ -421,6 +422,7 @@ def _train_adversarial(model: nn.Module, data: Mapping[str, Tensor], config: Pix
                 bar.update(1)
             history.append({"epoch": epoch, "train_loss": totals[0] / size, "mse": totals[1] / size,
                             "critic_loss": totals[2] / size, "seconds": time.perf_counter() - began})
+            bar.end_epoch(epoch, history[-1])
             if not np.isfinite(totals).all():
                 raise FloatingPointError(f"adversarial training diverged in epoch {epoch}; lower adversarial_weight")
     return history

@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,14 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from glassbox.core import checks, repro
+from glassbox.core import checks, dryrun, repro
+from glassbox.core.progress import Progress
+from glassbox.core.store import clean_orphans, write_atomically
 from glassbox.models.chen_cnn import ChenCNN
 from glassbox.models.common import DenoiserError, freeze, init_model
 from glassbox.models.feature_nets import PerceptualFeatures
 from glassbox.models.wgan_vgg import WGANCritic, YangGenerator
-from glassbox.training.loop import History, epoch_order, fit, paired_loss
+from glassbox.training.loop import History, _set_aside, checkpoint_files, epoch_order, fit, paired_loss
 from glassbox.training.losses import (
     perceptual_loss,
     wgan_critic_loss,
@@ -157,14 +157,46 @@ def train_chen(train_set: Dataset, config: ChenConfig = ChenConfig(), *, seed: i
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through a fsync'd temporary file renamed into place (mode 0o666 minus the umask)."""
+    write_atomically(path, lambda handle: torch.save(obj, handle))
+
+
+_WGAN_KEYS = {"format", "run", "epoch", "generator", "critic", "opt_g", "opt_c", "history"}
+
+
+def read_wgan_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and validate one WGAN-VGG checkpoint; any problem raises (ValueError or the loader's error)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not _WGAN_KEYS <= set(state):
+        raise ValueError(f"not a WGAN-VGG checkpoint (expected keys {sorted(_WGAN_KEYS)})")
+    if state["format"] != WGAN_CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint format {state['format']!r}, expected {WGAN_CHECKPOINT_FORMAT}")
+    named = int(Path(path).stem.split("_")[-1])
+    if state["epoch"] != named:
+        raise ValueError(f"file name says epoch {named} but the content says {state['epoch']}")
+    wgan_epochs = [e for e in state["history"] if e.get("phase") == "wgan"]
+    if len(wgan_epochs) != state["epoch"]:
+        raise ValueError(f"history has {len(wgan_epochs)} WGAN epochs for epoch {state['epoch']}")
+    return state
+
+
+def _latest_wgan_state(folder: Path, run_id: str, epochs: int) -> dict[str, Any] | None:
+    """The newest readable checkpoint of run ``run_id`` in ``folder``; unreadable ones are set aside (with a
+    :class:`~glassbox.training.loop.CheckpointWarning`) and the next older one is tried, as :func:`glassbox.training.loop.fit`
+    does. A readable checkpoint of another run, or one beyond ``epochs``, is an error."""
+    for _, path in checkpoint_files(folder):
+        try:
+            state = read_wgan_checkpoint(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint: set aside, try the next
+            _set_aside(path, exc)
+            continue
+        if state["run"] != run_id:
+            raise DenoiserError(f"checkpoint {path} belongs to another WGAN-VGG run (configuration, seed "
+                                "or data differ); use another checkpoint_dir or delete it")
+        if state["epoch"] > epochs:
+            raise DenoiserError(f"checkpoint {path} is at epoch {state['epoch']}, beyond epochs={epochs}")
+        return state
+    return None
 
 
 def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -253,15 +285,9 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
     folder = Path(checkpoint_dir) / "wgan" if checkpoint_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        found = sorted(folder.glob("epoch_*.pt"))
-        if found:
-            state = torch.load(found[-1], map_location="cpu", weights_only=True)
-            if state.get("format") != WGAN_CHECKPOINT_FORMAT or state.get("run") != run_id:
-                raise DenoiserError(f"checkpoint {found[-1]} belongs to another WGAN-VGG run (configuration, seed "
-                                    "or data differ); use another checkpoint_dir or delete it")
-            if state["epoch"] > config.epochs:
-                raise DenoiserError(f"checkpoint {found[-1]} is at epoch {state['epoch']}, beyond epochs="
-                                    f"{config.epochs}")
+        clean_orphans(folder)  # temporary files of a run killed while writing a checkpoint
+        state = _latest_wgan_state(folder, run_id, config.epochs)
+        if state is not None:
             generator.load_state_dict(state["generator"])
             critic.load_state_dict(state["critic"])
             opt_g.load_state_dict(state["opt_g"])
@@ -269,14 +295,14 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
             history.epochs = [dict(e) for e in state["history"]]
             start = int(state["epoch"])
     steps_per_epoch = wgan_steps_per_epoch(size, config.batch_size, config.n_critic)
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=start * steps_per_epoch,
-               desc="WGAN-VGG (critic + generator)", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = Progress(config.epochs * steps_per_epoch, "WGAN-VGG (critic + generator)", unit="step",
+                   initial=start * steps_per_epoch, epochs=config.epochs, enabled=progress)
     try:
-        for epoch in range(start + 1, config.epochs + 1):
+        for epoch in dryrun.steps(range(start + 1, config.epochs + 1), "WGAN-VGG epochs"):
             began = time.perf_counter()
             gp_generator = _epoch_generator(seed, epoch, stream=1)
             sums = {"critic_loss": 0.0, "wasserstein": 0.0, "adversarial": 0.0, "perceptual": 0.0}
-            for step in range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch):
+            for step in dryrun.steps(range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch), "WGAN-VGG steps"):
                 critic_batches, generator_batch = wgan_step_batches(step, size, config.batch_size, config.n_critic,
                                                                     seed)
                 for indices in critic_batches:
@@ -307,7 +333,7 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
                                          "lower the learning rate")
             record = {"phase": "wgan", "epoch": epoch, **sums, "seconds": time.perf_counter() - began}
             history.epochs.append(record)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in sums.items()}, refresh=False)
+            bar.end_epoch(epoch, record)
             if folder is not None:
                 _atomic_save({"format": WGAN_CHECKPOINT_FORMAT, "run": run_id, "epoch": epoch,
                               "generator": generator.state_dict(), "critic": critic.state_dict(),
@@ -331,7 +357,8 @@ def pretrained_chen(train_set: Dataset, config: ChenConfig, *, data_key: Mapping
                     device: str | torch.device = "cpu", progress: bool = True) -> tuple[ChenCNN, dict[str, Any]]:
     """Chen's CNN for ``(config, data_key, seed)`` from the artifact store (trained on first use).
 
-    ``data_key`` must identify ``train_set`` (e.g. the data configuration, its seed and data folder).
+    ``data_key`` must identify ``train_set`` by content (e.g. :func:`glassbox.studies.invariances.data_key`: the data
+    configuration, its seed and, for real data, the pixels' fingerprint -- never a folder path).
     Returns the frozen model on ``device`` and the stored record (``state_dict``, ``history``).
     """
     from glassbox.core.store import get_or_compute

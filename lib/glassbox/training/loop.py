@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -60,9 +59,10 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
-from glassbox.core import checks, repro
+from glassbox.core import checks, dryrun, repro
+from glassbox.core.progress import Progress
+from glassbox.core.store import clean_orphans, write_atomically
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -268,16 +268,8 @@ def run_fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through a fsync'd temporary file renamed into place (mode 0o666 minus the umask)."""
+    write_atomically(path, lambda handle: torch.save(obj, handle))
 
 
 def checkpoint_files(checkpoint_dir: Path) -> list[tuple[int, Path]]:
@@ -409,6 +401,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        clean_orphans(folder)  # temporary files of a run killed while writing a checkpoint
         state = _load_latest(folder, run_id)
         if state is not None:
             if state["epoch"] > epochs:
@@ -421,15 +414,15 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
             start = history.resumed_from = state["epoch"]
 
     batches_per_epoch = -(-size // batch_size)
-    bar = tqdm(total=epochs * batches_per_epoch, initial=start * batches_per_epoch, desc=desc, unit="batch",
-               disable=not progress, dynamic_ncols=True, leave=True)
+    bar = Progress(epochs * batches_per_epoch, desc, unit="batch", initial=start * batches_per_epoch, epochs=epochs,
+                   enabled=progress)
     try:
-        for epoch in range(start + 1, epochs + 1):
+        for epoch in dryrun.steps(range(start + 1, epochs + 1), desc):
             began = time.perf_counter()
             loader = DataLoader(dataset, batch_size=batch_size, sampler=_FixedOrder(epoch_order(size, data_seed, epoch)),
                                 num_workers=0, drop_last=False)
             total = torch.zeros((), dtype=torch.float64, device=device)
-            for batch in loader:
+            for batch in dryrun.steps(loader, desc):
                 batch = _to_device(batch, device)
                 loss = loss_fn(model, batch)
                 if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
@@ -449,7 +442,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, *, epochs: int, bat
                 record |= _validate(model, val_fn)
             record["seconds"] = time.perf_counter() - began
             history.epochs.append(record)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("seconds",)}, refresh=False)
+            bar.end_epoch(epoch, record)
             if folder is not None:
                 _atomic_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
                               "optimizer": opt.state_dict(), "history": history.epochs, "fingerprint": run_id},

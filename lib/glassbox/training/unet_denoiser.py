@@ -47,7 +47,6 @@ absolute values, are comparable with their Table I.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import shutil
 from collections.abc import Mapping, Sequence
@@ -211,16 +210,9 @@ def _check_pairs(pairs: Any) -> None:
 
 
 def pairs_fingerprint(pairs: Pairs) -> str:
-    """SHA-256 (24 hex digits) of the patient ids and every pixel: the data's identity in store keys."""
+    """:func:`glassbox.data.lowdose_ct.pairs_fingerprint` (the data's content hash in store keys) of checked pairs."""
     _check_pairs(pairs)
-    digest = hashlib.sha256()
-    for pid in sorted(pairs):
-        digest.update(pid.encode() + b"\0")
-        for array in pairs[pid]:
-            array = np.ascontiguousarray(array, dtype=np.float32)
-            digest.update(repr(array.shape).encode())
-            digest.update(array.tobytes())
-    return digest.hexdigest()[:24]
+    return lowdose_ct.pairs_fingerprint(pairs)
 
 
 def prepare_data(config: DenoiserConfig, pairs: Pairs) -> DenoiserData:
