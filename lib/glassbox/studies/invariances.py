@@ -34,7 +34,7 @@ from glassbox.data import lowdose_ct, phantoms
 from glassbox.data.lowdose_ct import DATA_PROFILES, CTDataConfig, PairedCTDataset
 from glassbox.measure import invariance_spread as spread
 from glassbox.measure import noise_power
-from glassbox.measure.claims import Check, Claim, apply_checks, interval_rule, quality_check, require
+from glassbox.measure.claims import Check, Claim, Deviation, apply_checks, interval_rule, quality_check, require
 from glassbox.measure.image_metrics import psnr, ssim
 from glassbox.measure.stats import interval
 from glassbox.models.chen_cnn import CHEN_LAYERS
@@ -853,18 +853,24 @@ def checks(result: InvarianceResult, *, vae_rmse_hu: float = 40.0, v_max_abs_mea
     return out
 
 
+SECTIONS = {"denoisers": "invariances-denoisers", "texture": "invariances-texture",
+            "spreads": "invariances-spreads", "target": "invariances-target", "findings": "invariances-findings"}
+"""MyST labels of the chapter's sections that test claims (``Claim.section``; the notebook carries ``(label)=``)."""
+PAPER, SLIDES = "eulig2022invariances", "eulig2022slides"
+"""BibTeX keys of the two seeds (``Claim.reference``, ``Deviation.reference``)."""
+
+
 def _claim(cid: str, source: str, statement: str, test: str, estimate: tuple[float, float, float], *, what: str,
-           above=None, below=None, unit: str = "", kind: str = "", depends: Sequence[str] = (),
-           chance: float | None = None, note: str = "") -> Claim:
+           section: str, reference: str = PAPER, above=None, below=None, unit: str = "", kind: str = "",
+           depends: Sequence[str] = (), chance: float | None = None, note: str = "") -> Claim:
     point, lo, hi = estimate
+    common = dict(id=cid, chapter=CHAPTER, source=source, statement=statement, test=test, unit=unit, note=note,
+                  depends_on=tuple(depends), chance=chance, section=SECTIONS[section], reference=reference)
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        return Claim(id=cid, chapter=CHAPTER, source=source, statement=statement, test=test, verdict="inconclusive",
-                     rule="no interval (too few finite values)", ours=point if np.isfinite(point) else None, unit=unit,
-                     note=note, depends_on=tuple(depends), chance=chance)
+        return Claim(**common, verdict="inconclusive", rule="no interval (too few finite values)",
+                     ours=point if np.isfinite(point) else None)
     verdict, rule = interval_rule((lo, hi), above=above, below=below, what=what)
-    return Claim(id=cid, chapter=CHAPTER, source=source, statement=statement, test=test, verdict=verdict, rule=rule,
-                 ours=point, interval=(lo, hi), interval_kind=kind, unit=unit, depends_on=tuple(depends),
-                 chance=chance, note=note)
+    return Claim(**common, verdict=verdict, rule=rule, ours=point, interval=(lo, hi), interval_kind=kind)
 
 
 def claims(result: InvarianceResult, check_list: Sequence[Check], *, level: float = 0.95) -> list[Claim]:
@@ -877,7 +883,7 @@ def claims(result: InvarianceResult, check_list: Sequence[Check], *, level: floa
         gain = interval(per_slice[network]["psnr"] - per_slice["low"]["psnr"], level)
         out.append(_claim(f"{network.lower()}_denoises", fig1, f"the results of {network} et al.'s network are "
                           "similar to those reported in the original paper", "PSNR gain over the low-dose input on "
-                          "the test slices (dB, window)", gain, what="the gain", above=0.0, unit="dB",
+                          "the test slices (dB, window)", gain, what="the gain", section="denoisers", above=0.0, unit="dB",
                           kind=f"{level:.0%} t-interval over test slices",
                           note="Our data are not the original papers', so we test only that the network denoises; "
                           "how close its numbers come to the original paper's is not testable here."))
@@ -887,11 +893,11 @@ def claims(result: InvarianceResult, check_list: Sequence[Check], *, level: floa
         kind = f"{level:.0%} bootstrap over test slices"
         out.append(_claim("chen_smooth", fig1, "due to the L2 loss the results of Chen et al. appear smooth",
                           "NPS mean frequency of Chen's output minus that of the full-dose image (1/mm)",
-                          texture["chen_minus_full"], what="the difference", below=0.0, unit="1/mm", kind=kind))
+                          texture["chen_minus_full"], what="the difference", section="texture", below=0.0, unit="1/mm", kind=kind))
         out.append(_claim("yang_texture", fig1, "Yang et al.'s results have noise structures very similar to those "
                           "of the high-dose images", "|NPS mean frequency of Chen − full dose| minus |Yang − full "
                           "dose| (1/mm): positive when Yang's noise texture is the closer one", texture["closer"],
-                          what="the difference", above=0.0, unit="1/mm", kind=kind,
+                          what="the difference", section="texture", above=0.0, unit="1/mm", kind=kind,
                           depends=[c for c in ("adversarial_changed_texture", "perceptual_keeps_texture")
                                    if c in checked]))
     floor = result.floor(LOW)
@@ -904,14 +910,14 @@ def claims(result: InvarianceResult, check_list: Sequence[Check], *, level: floa
                           f"spread minus floor at layer {deep.probe.layer}, the deepest analysed, over the body outside "
                           "homogeneous tissue: edges and anatomical detail (HU, window)",
                           spread.excess_over_floor(deep.structure_spread_hu, floor.structure_spread_hu, level),
-                          what="spread minus floor", above=0.0, unit="HU", kind=images,
+                          what="spread minus floor", section="spreads", above=0.0, unit="HU", kind=images,
                           depends=deps + [f"floor_{network.lower()}"]))
         out.append(_claim(f"{network.lower()}_depth", "expected: a deeper layer is a function of a shallower one, so "
                           "it can only keep less (data-processing inequality)",
                           f"the invariance spread of {network} et al.'s network grows with depth",
                           f"spread at layer {deep.probe.layer} minus spread at layer {first.probe.layer} (HU)",
                           spread.excess_over_floor(deep.spread_hu, first.spread_hu, level), what="the difference",
-                          above=0.0, unit="HU",
+                          section="spreads", reference="", above=0.0, unit="HU",
                           kind=images, depends=deps))
     chen = np.mean([result.probe("Chen", k).flat_spread_hu for k in cfg.chen_layers], axis=0)
     yang = np.mean([result.probe("Yang", k).flat_spread_hu for k in cfg.yang_layers], axis=0)
@@ -921,7 +927,8 @@ def claims(result: InvarianceResult, check_list: Sequence[Check], *, level: floa
     out.append(_claim("chen_homogeneous", "Eulig et al. 2022, Sec. IV-B", "higher overall variance of the invariances "
                       "in homogeneous regions for Chen et al.'s network than for Yang et al.'s",
                       "spread over homogeneous tissue, mean over the analysed layers, Chen minus Yang (HU)",
-                      interval(chen[keep] - yang[keep], level), what="the difference", above=0.0, unit="HU",
+                      interval(chen[keep] - yang[keep], level), what="the difference", section="spreads", above=0.0,
+                      unit="HU",
                       kind=f"{level:.0%} t-interval over the analysed patches with homogeneous tissue", depends=deps))
     if cfg.target_domain:
         floor_y = result.floor(FULL)
@@ -934,9 +941,58 @@ def claims(result: InvarianceResult, check_list: Sequence[Check], *, level: floa
                               "output: invariances in the target domain", "spread of full-dose samples given f(x), "
                               "minus the full-dose floor (HU)",
                               spread.excess_over_floor(probe.spread_hu, floor_y.spread_hu, level),
-                              what="spread minus floor", above=0.0,
-                              unit="HU", kind=images, depends=deps))
+                              what="spread minus floor", section="target", reference=SLIDES,
+                              above=0.0, unit="HU", kind=images, depends=deps))
     return apply_checks(out, check_list)
+
+
+def deviations(config: InvarianceConfig, *, simulated: bool = True) -> list[Deviation]:
+    """How this profile departs from Eulig et al.'s protocol (paper and slides): data and dose, patch size, VAE,
+    perceptual network, training length, cINN size, analysis size and the target-domain VAE."""
+    if not isinstance(config, InvarianceConfig):
+        raise InvarianceError(f"config must be an InvarianceConfig (a PROFILES entry), got {type(config).__name__}")
+    d, v, c, y = config.data, config.vae, config.cinn, config.yang
+    budget = "the profile's compute budget (smoke: seconds, quick: minutes on one CPU thread; paper: a GPU)"
+    latent = (f"{v.latent_dim // (v.bottom * v.bottom)} x {v.bottom} x {v.bottom} map" if v.spatial
+              else f"{v.latent_dim}-dimensional vector")
+    out = []
+    if simulated:
+        out.append(("data", "data and dose", "TCIA LDCT-and-Projection data: 150 patients (head, chest, abdomen), "
+                    "simulated 25 % dose for head and abdomen, 10 % for chest",
+                    f"simulated abdominal phantoms: {d.n_patients} patients x {d.slices_per_patient} slices of "
+                    f"{d.n} x {d.n} pixels, {d.dose:.0%} dose",
+                    "the TCIA data need a licence and no download is possible at build time; at 25 % dose our "
+                    "phantoms carry too little noise for a briefly trained denoiser to beat its input"))
+    out += [
+        ("patches", "patch size", "128 x 128 patches for the invariance analysis; Yang et al.'s 64 x 64 for "
+         "WGAN-VGG", f"{config.patch_size} x {config.patch_size} patches, {config.patches_per_patient} per "
+         "training patient, for every network", budget),
+        ("vae", "VAE", "ResNet-101 encoder, BigGAN decoder, adversarial and perceptual terms",
+         f"convolutional VAE (width {v.width}, {v.n_res} residual blocks per resolution) with a {latent} latent, "
+         f"negative ELBO only, {v.epochs} epochs", budget + "; ImageNet weights cannot be downloaded"),
+        ("perceptual", "perceptual loss of WGAN-VGG", "ImageNet VGG-19 features (conv5_4), as Yang et al.",
+         f"relu3_2 of a small VGG-shaped autoencoder of full-dose patches (base width {config.perceptual.base}, "
+         f"{config.perceptual.epochs} epochs), after Li et al.'s self-supervised perceptual network",
+         "VGG-19 weights cannot be downloaded here; a CT autoencoder keeps the noise texture the loss must see"),
+        ("training", "training length", "the original papers' hyper-parameters (Yang et al.: Adam 1e-5, batch 128, "
+         "about 100 epochs, n_critic 4)", f"Chen: {config.chen.epochs} epochs; Yang: {y.pretrain_epochs} L2 warm-up "
+         f"epochs, then {y.epochs} WGAN epochs at Adam {y.lr:g}, batch {y.batch_size}, n_critic {y.n_critic}; "
+         f"VAE {v.epochs} and each cINN {c.epochs} epochs", budget),
+        ("cinn", "cINN", "4 blocks (coupling, ActNorm, shuffling) with a shallow condition network H",
+         f"{c.n_blocks} blocks, subnet width {c.hidden} (depth {c.hidden_depth}), H to {c.emb_dim} numbers",
+         budget),
+        ("analysis", "invariance samples", "250 invariance samples per analysed image",
+         f"{config.n_samples} samples on each of {config.n_test_patches} test patches (the trust checks on the "
+         f"first {min(config.n_check_samples, config.n_samples)})", budget),
+    ]
+    deviations_ = [Deviation(f"{CHAPTER}.{PAPER}.{aspect_id}", CHAPTER, PAPER, aspect, paper, ours, reason)
+                   for aspect_id, aspect, paper, ours, reason in out]
+    deviations_.append(Deviation(f"{CHAPTER}.{SLIDES}.target", CHAPTER, SLIDES, "target-domain VAE",
+                                 "a second VAE of high-dose images, suggested to show invariances in the target "
+                                 "domain", "a full-dose VAE of the same architecture, trained the same way"
+                                 if config.target_domain else "not run on this profile",
+                                 "as suggested" if config.target_domain else budget))
+    return deviations_
 
 
 def numbers(result: InvarianceResult) -> dict[str, Any]:
