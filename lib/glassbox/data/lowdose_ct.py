@@ -184,6 +184,10 @@ def rescan_patients(config: CTDataConfig, seed: int, ids: Sequence[str], stream:
     if unknown:
         raise ValueError(f"patient ids {unknown[:5]} are not simulated patients of this config (S000..S"
                          f"{config.n_patients - 1:03d})")
+    if dryrun.active():  # a dry run scans nobody again: copies of the stored first scans (same shapes, no physics)
+        dryrun.note("rescan_patients")
+        first = build_dataset(config, seed, progress=False)
+        return {pid: (first[pid][0].copy(), first[pid][1].copy()) for pid in ids}
     seeds = _patient_seeds(seed, config.n_patients)
     pairs: Pairs = {}
     for pid in ids:

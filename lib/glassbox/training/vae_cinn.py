@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from glassbox.core import checks
+from glassbox.core import checks, dryrun
 from glassbox.data import lowdose_ct
 from glassbox.models.cinn import CINNConfig, InvarianceINN, nll_loss
 from glassbox.models.common import (
@@ -176,6 +176,10 @@ def train_invariance_inn(phi: nn.Module, vae: VAE, images: Tensor, config: CINNC
     """
     device = torch.device(device)
     phi, vae = freeze(phi).to(device), freeze(vae).to(device)
+    if dryrun.active() and images.shape[0] > config.batch_size:  # one step: encode only the batch it draws from
+        dryrun.note("cINN encoding")
+        images = images[:config.batch_size]
+        vae_images = None if vae_images is None else vae_images[:config.batch_size]
     with torch.no_grad():
         cond_shape = tuple(phi(images[:1].to(device)).shape[1:])
         encoded = images if vae_images is None else vae_images
