@@ -454,3 +454,11 @@ def test_bad_arguments(mayo_tree):
         dicom.load_mayo(root, patients=["L999"])
     assert list(dicom.load_mayo(root, patients=["L096"])) == ["L096"]
     assert issubclass(NotCTImageError, DicomError) and issubclass(DicomError, ValueError)
+
+
+@pytest.mark.parametrize("pixel_mm, slice_mm, named", [(0.0, 1.0, "pixel_mm"), (0.7, -1.0, "slice_mm"),
+                                                        (float("nan"), 1.0, "pixel_mm"), (0.7, "1", "slice_mm")])
+def test_write_series_refuses_a_spacing_that_is_not_a_positive_number(tmp_path, pixel_mm, slice_mm, named):
+    with pytest.raises(ValueError, match=rf"{named} \(millimetres\) must be a positive number"):
+        dicom.write_series(tmp_path, np.zeros((1, 8, 8)), "L001", "FD", pixel_mm, slice_mm)
+    assert not any(tmp_path.iterdir())  # nothing written before the check

@@ -484,6 +484,9 @@ def test_after_a_grid_run_the_chapter_trains_nothing(tmp_path, chapter):
                           "2", "--no-progress"], env=env, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     before = store_snapshot(tmp_path / "store")
+    if not plan_of(chapter):
+        assert not before, f"{chapter} plans nothing, yet the grid stored {sorted(before)}"
+        pytest.skip(f"{chapter} plans nothing (it reads only results files): there is nothing for the grid to precompute")
     assert before
     papermill = Path(sys.executable).parent / "papermill"
     notebook = subprocess.run([str(papermill), str(ROOT / "book" / f"{chapter}.ipynb"), str(tmp_path / "out.ipynb"),

@@ -6,12 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from glassbox.core import dryrun
 from glassbox.data.mri import (
     FACTORS,
     IMAGE_FACTORS,
     LINE_FACTORS,
     VENDOR_A,
     VENDOR_B,
+    VENDOR_B_CALIBRATED,
     AnatomyConfig,
     Contrast,
     Vendor,
@@ -44,6 +46,26 @@ def test_chunking_does_not_change_patients():
     small, large = simulate_vendor(5, "A", 4, SMALL), simulate_vendor(70, "A", 4, SMALL)
     assert small.images.shape == (20, 32, 32) and large.images.shape == (280, 32, 32)
     assert np.isfinite(large.images).all() and large.images.dtype == np.float32
+
+
+def test_a_dry_run_simulates_one_chunk_and_copies_it_to_the_full_shapes():
+    full = simulate_vendor(70, "B", 4, SMALL)  # two chunks
+    with dryrun.dry_run() as log:
+        dry = simulate_vendor(70, "B", 4, SMALL)
+    assert dry.images.shape == full.images.shape and dry.images.dtype == full.images.dtype
+    assert np.array_equal(dry.labels, full.labels) and np.array_equal(dry.patients, full.patients)
+    first = 64 * 4
+    assert np.array_equal(dry.images[:first], full.images[:first])          # the first chunk is simulated
+    assert np.array_equal(dry.images[first:], full.images[:280 - first])    # the rest copies it
+    assert not np.array_equal(full.images[first:], full.images[:280 - first])
+    assert log.cut == {"simulate_vendor": 1}
+    with dryrun.dry_run() as log:
+        simulate_vendor(5, "A", 4, SMALL)
+    assert log.cut == {}  # one chunk: nothing to cut
+
+
+def test_calibrated_b_differs_from_b_in_contrast_and_coil_only():
+    assert factor_differences(VENDOR_B, VENDOR_B_CALIBRATED) == ["contrast", "coil"]
 
 
 def test_classes_are_balanced_within_every_patient(pair):

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from glassbox.core.paths import project_root
+
 DEVICES = ("auto", "cpu", "cuda")
 SEED_LIMIT = 2**32
 """Chapter seeds are 32-bit: ``0 <= seed < SEED_LIMIT``. The library derives further seeds from them
@@ -158,7 +160,6 @@ def git_state(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     ``dirty`` is true when tracked files differ from the commit or untracked, not ignored files exist.
     Both are ``None`` outside a git checkout or without git.
     """
-    from glassbox.core.paths import project_root
 
     root = Path(folder) if folder is not None else project_root()
     try:

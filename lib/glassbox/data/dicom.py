@@ -84,6 +84,8 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import DSfloat
 
+from glassbox.core import checks
+
 __all__ = [
     "AIR_HU", "PADDING_HU", "HU_MAX_PLAUSIBLE", "HU_MIN_STORABLE", "HU_MAX_STORABLE",
     "DicomError", "NotCTImageError", "CorruptDicomError", "TruncatedDicomError", "InvalidTagError",
@@ -846,13 +848,6 @@ def _check_patient_id(patient_id: str) -> str:
     return patient_id
 
 
-def _check_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of millimetres, got {value!r}")
-    return value
-
-
 def _check_stack(name: str, slices_hu) -> np.ndarray:
     hu = np.asarray(slices_hu, dtype=np.float64)
     if hu.ndim != 3 or min(hu.shape) < 1:
@@ -897,8 +892,8 @@ def write_series(folder: str | os.PathLike, slices_hu, patient_id: str, dose_lab
     patient_id = _check_patient_id(patient_id)
     if dose_label not in DOSE_LABELS:
         raise ValueError(f"dose_label must be one of {tuple(DOSE_LABELS)}, got {dose_label!r}")
-    pixel_mm = _check_positive("pixel_mm", pixel_mm)
-    slice_mm = _check_positive("slice_mm", slice_mm)
+    pixel_mm = checks.positive_number(pixel_mm, "pixel_mm (millimetres)")
+    slice_mm = checks.positive_number(slice_mm, "slice_mm (millimetres)")
     thickness = _check_thickness(thickness)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

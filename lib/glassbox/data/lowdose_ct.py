@@ -36,7 +36,10 @@ import torch
 from torch.utils.data import Dataset
 
 from glassbox.core import checks, dryrun
+from glassbox.core.progress import track
+from glassbox.core.store import get_or_compute
 from glassbox.data import ct_physics, phantoms
+from glassbox.data.dicom import load_pairs
 
 __all__ = [
     "HU_OFFSET",
@@ -155,7 +158,6 @@ def simulate_patients(n: int, n_patients: int, slices_per_patient: int, dose: fl
     ids = patient_ids(n_patients)
     iterator: Any = zip(ids, seeds)
     if progress:
-        from glassbox.core.progress import track
         iterator = track(iterator, f"simulating {n}x{n} patients", total=n_patients, unit="patient")
     pairs: Pairs = {}
     for pid, (phantom_seed, noise_seed) in iterator:
@@ -207,7 +209,6 @@ def dataset_entry(config: CTDataConfig, seed: int = 0) -> tuple[str, dict[str, A
 
 def build_dataset(config: CTDataConfig, seed: int = 0, *, root: Path | None = None, progress: bool = True) -> Pairs:
     """The simulated pairs of ``config``, from the artifact store (computed once, then loaded)."""
-    from glassbox.core.store import get_or_compute
 
     if not isinstance(config, CTDataConfig):
         raise ValueError(f"config must be a CTDataConfig, got {type(config).__name__}")
@@ -229,7 +230,6 @@ def get_pairs(config: CTDataConfig, seed: int = 0, data_dir: Path | str | None =
     """
     if data_dir is None:
         return build_dataset(config, seed, progress=progress)
-    from glassbox.data.dicom import load_pairs
 
     return load_pairs(data_dir, **dicom_options)
 

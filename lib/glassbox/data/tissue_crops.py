@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from glassbox.data import ct_physics, phantoms
+
 
 def simulated_ct(n_images: int, size: int, dose: float, seed: int, n_slices: int = 5) -> dict[str, np.ndarray]:
     """One slice of each of ``n_images`` phantom patients: HU ``phantom``, tissue ``labels`` and the ``low``- and
@@ -17,8 +19,6 @@ def simulated_ct(n_images: int, size: int, dose: float, seed: int, n_slices: int
 
     Patient ``i`` is phantom seed ``seed * 100_003 + i`` at slice ``i % n_slices``; the scan noise comes from ``seed``.
     """
-    from glassbox.data import ct_physics, phantoms
-
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
         raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
     slices = [phantoms.abdominal_phantom_with_labels(size, seed * 100_003 + i, slice_index=i % n_slices,

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from glassbox.core.repro import resolve_device
 from glassbox.measure.similarity import CrossMoments, MinibatchCKA, Similarity
 
 Reduction = Literal["flatten", "mean", "positions"]
@@ -90,7 +91,6 @@ def _resolve_layers(model: nn.Module, names: Iterable[str], which: str = "model"
 def _device_for(model: nn.Module, device: str | torch.device | None) -> torch.device:
     """``device`` (the model is moved there), else the device of the model's parameters."""
     if device is not None:
-        from glassbox.core.repro import resolve_device
         dev = resolve_device(device)
         model.to(dev)
         return dev
