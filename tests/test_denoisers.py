@@ -138,6 +138,42 @@ def test_wgan_vgg_resumes_exactly_and_refuses_a_foreign_checkpoint(tmp_path):
     assert [e["epoch"] for e in resumed_history.epochs] == [1, 2]
 
 
+class _Recording(torch.utils.data.Dataset):
+    """A dataset that remembers which items were read, in order."""
+
+    def __init__(self, data):
+        self.data, self.seen = data, []
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        self.seen.append(int(index))
+        return self.data[index]
+
+
+def test_every_critic_step_draws_a_fresh_batch():
+    """WGAN-GP's Algorithm 1 (and Yang et al.'s code): each of the n_critic critic steps and the generator step
+    sample their own batch; none reuses the batch of another step."""
+    size, batch, n_critic = 48, 4, 3
+    steps = ct_denoisers.wgan_steps_per_epoch(size, batch, n_critic)
+    assert steps == 3                                          # 12 batches per pass / (3 + 1)
+    schedule = [ct_denoisers.wgan_step_batches(s, size, batch, n_critic, seed=5) for s in range(2 * steps)]
+    for critic_batches, generator_batch in schedule:
+        groups = [set(b.tolist()) for b in [*critic_batches, generator_batch]]
+        assert len(groups) == n_critic + 1 and all(len(g) == batch for g in groups)
+        assert all(not (a & b) for i, a in enumerate(groups) for b in groups[i + 1:])   # disjoint within a step
+    first_pass = torch.cat([torch.cat([*c, g]) for c, g in schedule[:steps]])
+    assert sorted(first_pass.tolist()) == list(range(size))                          # one pass = every patch once
+    assert torch.equal(schedule[1][0][0], ct_denoisers.wgan_step_batches(1, size, batch, n_critic, seed=5)[0][0])
+    # the training loop reads exactly these batches, in this order
+    data = _Recording(_toy_pairs(n=size))
+    config = ct_denoisers.YangConfig(epochs=2, batch_size=batch, lr=1e-4, n_critic=n_critic, critic_width=4)
+    ct_denoisers.train_wgan_vgg(data, _TinyFeatures().requires_grad_(False), config, seed=5, progress=False)
+    expected = torch.cat([torch.cat([*c, g]) for c, g in schedule]).tolist()
+    assert data.seen[0] == 0 and data.seen[1:] == expected     # item 0 is read once first, to check its shape
+
+
 def test_configs_reject_bad_values():
     with pytest.raises(common.DenoiserError, match="epochs"):
         ct_denoisers.ChenConfig(epochs=0)

@@ -60,6 +60,7 @@ __all__ = [
     "noise_free_volumes",
     "PairedCTDataset",
     "build_dataset",
+    "rescan_patients",
     "dataset_entry",
     "get_pairs",
     "make_datasets",
@@ -170,6 +171,37 @@ def simulate_patients(n: int, n_patients: int, slices_per_patient: int, dose: fl
             continue
         volume = phantoms.patient_volume(n, phantom_seed, slices, contrast=contrast)
         low, full = ct_physics.simulate_paired(volume, dose, noise_seed, n_angles=n_angles, i0=i0, sigma_e=sigma_e)
+        pairs[pid] = (low.astype(np.float32), full.astype(np.float32))
+    return pairs
+
+
+def rescan_patients(config: CTDataConfig, seed: int, ids: Sequence[str], stream: int = 1) -> Pairs:
+    """Simulated patients ``ids`` of ``(config, seed)`` scanned once more: the same anatomy, dose and scanner, new
+    noise (drawn from ``(patient noise seed, stream)``; ``stream`` 0 would be the original scan).
+
+    Two scans of one object with independent noise give its noise alone, ``(a - b) / sqrt(2)``, free of anatomy
+    (the noise power spectrum's difference method, :mod:`glassbox.measure.noise_power`).
+    """
+    if not isinstance(config, CTDataConfig):
+        raise ValueError(f"config must be a CTDataConfig, got {type(config).__name__}")
+    stream = checks.integer(stream, "stream")
+    known = patient_ids(config.n_patients)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ValueError(f"patient ids {unknown[:5]} are not simulated patients of this config (S000..S"
+                         f"{config.n_patients - 1:03d})")
+    if dryrun.active():  # a dry run scans nobody again: copies of the stored first scans (same shapes, no physics)
+        dryrun.note("rescan_patients")
+        first = build_dataset(config, seed, progress=False)
+        return {pid: (first[pid][0].copy(), first[pid][1].copy()) for pid in ids}
+    seeds = _patient_seeds(seed, config.n_patients)
+    pairs: Pairs = {}
+    for pid in ids:
+        phantom_seed, noise_seed = seeds[known.index(pid)]
+        volume = phantoms.patient_volume(config.n, phantom_seed, config.slices_per_patient, contrast=config.contrast)
+        new_noise = int(np.random.SeedSequence([noise_seed, stream]).generate_state(1)[0])
+        low, full = ct_physics.simulate_paired(volume, config.dose, new_noise, n_angles=config.n_angles,
+                                               i0=config.i0, sigma_e=config.sigma_e)
         pairs[pid] = (low.astype(np.float32), full.astype(np.float32))
     return pairs
 
@@ -378,33 +410,44 @@ class PairedCTDataset(Dataset):
     split). With ``patch_size`` set, ``patches_per_slice * S`` patches per patient are drawn once, at
     construction, from a generator derived from ``seed`` and the patient id, so an epoch sees the
     same patches every time and the set does not depend on which other patients are present.
+
+    ``patches_per_patient`` (instead of ``patches_per_slice``) draws the same number of patches from every
+    patient, whatever its number of slices: uniform sampling of the set then draws every patient with equal
+    probability -- the patient-weighted sampling of Eulig et al. (ldct-benchmark weights each slice by
+    1 / the number of slices of its patient). ``patient_of`` holds each item's patient index in ``ids``.
     """
 
     def __init__(self, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], ids: Sequence[str] | None = None, *,
                  patch_size: int | None = None, patches_per_slice: int = 4, seed: int = 0,
-                 min_foreground: float = 0.25):
+                 min_foreground: float = 0.25, patches_per_patient: int | None = None):
         ids = list(pairs) if ids is None else list(ids)
         missing = [i for i in ids if i not in pairs]
         if missing:
             raise ValueError(f"patient ids not in pairs: {missing[:5]}")
         if not ids:
             raise ValueError("no patients selected (ids is empty)")
-        lows, fulls = [], []
-        for pid in ids:
+        if patches_per_patient is not None:
+            patches_per_patient = checks.integer(patches_per_patient, "patches_per_patient")
+            if patch_size is None:
+                raise ValueError("patches_per_patient needs patch_size (whole slices cannot be balanced by patient)")
+        lows, fulls, owners = [], [], []
+        for index, pid in enumerate(ids):
             low, full = (np.asarray(a, dtype=np.float32) for a in pairs[pid])
             if low.shape != full.shape or low.ndim != 3:
                 raise ValueError(f"patient {pid!r}: low and full must both be (S, n, n), got {low.shape}, {full.shape}")
             if patch_size is not None:
                 entropy = [int(seed), *pid.encode()]
                 rng = np.random.default_rng(np.random.SeedSequence(entropy))
-                low, full = random_patches(low, full, patch_size, patches_per_slice * low.shape[0], rng,
-                                           min_foreground=min_foreground)
+                count = patches_per_patient if patches_per_patient is not None else patches_per_slice * low.shape[0]
+                low, full = random_patches(low, full, patch_size, count, rng, min_foreground=min_foreground)
             lows.append(low)
             fulls.append(full)
+            owners.append(np.full(low.shape[0], index))
         shapes = {a.shape[1:] for a in lows}
         if len(shapes) > 1:
             raise ValueError(f"patients have different slice sizes {sorted(shapes)}; use patch_size to mix them")
         self.ids = ids
+        self.patient_of = torch.from_numpy(np.concatenate(owners))
         self.low = torch.from_numpy(normalize(np.concatenate(lows))[:, None].astype(np.float32))
         self.full = torch.from_numpy(normalize(np.concatenate(fulls))[:, None].astype(np.float32))
 

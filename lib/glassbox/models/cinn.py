@@ -14,7 +14,8 @@ reseeds the global NumPy RNG, so the global state is saved and restored around c
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -36,7 +37,21 @@ class CINNConfig:
 
     ``hidden``/``hidden_depth``: the s- and t-subnets' width and number of hidden-to-hidden layers;
     ``clamp``: log-scales are ``clamp * tanh(.)``; ``emb_dim``/``embed_width``: H's output size and
-    first convolution's width.
+    first convolution's width; ``embed_min_size``: H stops down-sampling at this side (4 in Rombach et al.'s
+    embedder; a larger map keeps the fine spatial detail a spatial VAE code needs).
+
+    ``conditional_affine`` (not in the paper) puts one condition-only affine layer in front of the blocks,
+    ``zbar -> zbar * exp(s(h)) + t(h)`` with log-scales ``affine_clamp * tanh(.)`` (FrEIA's
+    ``ConditionalAffineTransform``, SPADE-like). For a layer that keeps nearly everything, ``p(zbar | z)`` is the
+    VAE's narrow posterior; the couplings, whose log-scales are clamped to (-1, 1), would need every block to
+    reach its scale, while this layer centres and scales ``zbar`` on ``h`` alone in one step.
+
+    ``spatial_condition`` (for a VAE whose code is a map, :class:`glassbox.models.vae.VAE` ``spatial=True``) uses
+    :class:`SpatialConditionEmbedder`: H is fully convolutional and ends on ``condition_channels`` maps of the
+    code's size, aligned with it, and the affine layer's subnet is a convolution over them
+    (:class:`MapAffine`). Predicting a spatial code from a feature map is then a convolutional regression, with
+    weights shared across positions, as the VAE's own encoder is -- instead of a dense one through a flat
+    bottleneck. ``emb_dim`` is then ``condition_channels`` times the code's map size.
     """
 
     n_blocks: int = 4
@@ -45,13 +60,20 @@ class CINNConfig:
     clamp: float = 1.0
     emb_dim: int = 64
     embed_width: int = 32
+    embed_min_size: int = 4
+    conditional_affine: bool = False
+    affine_clamp: float = 4.0
+    spatial_condition: bool = False
+    condition_channels: int = 1
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4
 
     def __post_init__(self) -> None:
-        for name in ("n_blocks", "hidden", "emb_dim", "embed_width", "epochs", "batch_size"):
+        for name in ("n_blocks", "hidden", "emb_dim", "embed_width", "embed_min_size", "condition_channels", "epochs",
+                     "batch_size"):
             checks.integer(getattr(self, name), name, error=InvarianceError)
+        checks.positive_number(self.affine_clamp, "affine_clamp", error=InvarianceError)
         if isinstance(self.hidden_depth, bool) or not isinstance(self.hidden_depth, int) or self.hidden_depth < 0:
             raise InvarianceError(f"hidden_depth must be a non-negative integer, got {self.hidden_depth!r}")
         checks.positive_number(self.clamp, "clamp", error=InvarianceError)
@@ -74,6 +96,16 @@ def _subnet(c_in: int, c_out: int, *, hidden: int, depth: int, zero_init: bool) 
     return nn.Sequential(*layers)
 
 
+def _linear(c_in: int, c_out: int, *, zero_init: bool) -> nn.Module:
+    """The condition-only affine layer's subnet: one linear map of h (zero-initialised: the layer starts as the
+    identity)."""
+    layer = nn.Linear(c_in, c_out)
+    if zero_init:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
 class ConditionalINN(nn.Module):
     """``t(x | h)``: ``n_blocks`` x [ActNorm -> RNVP affine coupling (log-scales ``clamp * tanh``, ``h``
     concatenated to every s/t input) -> fixed random permutation], built with FrEIA 0.2's ``SequenceINN``.
@@ -82,7 +114,9 @@ class ConditionalINN(nn.Module):
     """
 
     def __init__(self, dim: int, cond_dim: int | None = None, n_blocks: int = 4, hidden: int = 256,
-                 hidden_depth: int = 1, clamp: float = 1.0, permutation_seed: int = 0, zero_init: bool = True):
+                 hidden_depth: int = 1, clamp: float = 1.0, permutation_seed: int = 0, zero_init: bool = True,
+                 conditional_affine: bool = False, affine_clamp: float = 4.0,
+                 affine_subnet: Callable[[int, int], nn.Module] | None = None):
         super().__init__()
         self.dim = checks.integer(dim, "dim", minimum=2, error=InvarianceError)
         self.cond_dim = None if cond_dim is None else checks.integer(cond_dim, "cond_dim", error=InvarianceError)
@@ -93,6 +127,13 @@ class ConditionalINN(nn.Module):
             raise InvarianceError(f"permutation_seed must be a non-negative integer, got {permutation_seed!r}")
         seeds = np.random.SeedSequence([int(permutation_seed), 7]).generate_state(n_blocks)
         self.flow = Ff.SequenceINN(self.dim)
+        if conditional_affine and self.cond_dim is None:
+            raise InvarianceError("conditional_affine needs a condition (cond_dim)")
+        if conditional_affine:
+            self.flow.append(Fm.ConditionalAffineTransform, cond=0, cond_shape=(self.cond_dim,),
+                             subnet_constructor=affine_subnet or partial(_linear, zero_init=zero_init),
+                             clamp=checks.positive_number(affine_clamp, "affine_clamp", error=InvarianceError),
+                             clamp_activation="TANH")
         saved = np.random.get_state()  # FrEIA's PermuteRandom reseeds the global NumPy RNG: leave it as it was
         try:
             for k in range(n_blocks):
@@ -153,45 +194,115 @@ class ConditionalINN(nn.Module):
 
 
 class ConditionEmbedder(nn.Module):
-    """The shallow network H: standardise z per channel, stride-2 4x4 convs + LeakyReLU down to at most 4x4, linear.
+    """The shallow network H: standardise z, stride-2 4x4 convs + LeakyReLU down to at most 4x4, linear.
 
-    The standardisation (``mean``/``std`` buffers) is set from data by :meth:`fit_standardization`.
+    The standardisation (``mean``/``std`` buffers) is set from data by :meth:`fit_standardization`: the mean
+    feature *map* (per channel and position) is subtracted, so a pattern every image shares -- the imprint of
+    zero padding at the border of a convolution's output -- does not hide what varies between images; then each
+    channel is divided by its standard deviation.
     """
 
-    def __init__(self, channels: int, size: int, emb_dim: int, width: int = 32):
+    def __init__(self, channels: int, size: int, emb_dim: int, width: int = 32, min_size: int = 4):
         super().__init__()
+        min_size = checks.integer(min_size, "min_size", error=InvarianceError)
         channels, size = checks.integer(channels, "channels", error=InvarianceError), checks.integer(size, "size", error=InvarianceError)
+        size_in = size
         emb_dim, width = checks.integer(emb_dim, "emb_dim", error=InvarianceError), checks.integer(width, "width", error=InvarianceError)
         layers: list[nn.Module] = []
         current, w = channels, width
-        while size > 4:
+        while size > min_size:
             layers += [nn.Conv2d(current, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             current, size, w = w, size // 2, min(2 * w, 4 * width)
         self.shape = (channels,)
         self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(current * size * size, emb_dim))
-        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("mean", torch.zeros(1, channels, size_in, size_in))
         self.register_buffer("std", torch.ones(1, channels, 1, 1))
 
     def fit_standardization(self, z: Tensor) -> None:
-        self.mean.copy_(z.mean(dim=(0, 2, 3), keepdim=True))
-        self.std.copy_(z.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+        if z.shape[1:] != self.mean.shape[1:]:
+            raise InvarianceError(f"z must be (N, {', '.join(map(str, self.mean.shape[1:]))}), got {tuple(z.shape)}")
+        self.mean.copy_(z.mean(dim=0, keepdim=True))
+        self.std.copy_((z - self.mean).std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net((z - self.mean) / self.std)
 
 
+class SpatialConditionEmbedder(ConditionEmbedder):
+    """H for a spatial code of shape (c, L, L): standardise z as :class:`ConditionEmbedder` does, a 3x3 convolution
+    to ``width`` channels, stride-2 4x4 convolutions down to L x L, a 3x3 convolution and a 1x1 convolution to
+    ``out_channels`` maps; flattened to ``out_channels * L * L`` numbers, position by position aligned with the
+    code."""
+
+    def __init__(self, channels: int, size: int, code_side: int, width: int = 16, out_channels: int = 1):
+        nn.Module.__init__(self)
+        channels, size = checks.integer(channels, "channels", error=InvarianceError), checks.integer(size, "size", error=InvarianceError)
+        code_side = checks.integer(code_side, "code_side", error=InvarianceError)
+        width = checks.integer(width, "width", error=InvarianceError)
+        size_in = size
+        if size < code_side or size % code_side or (size // code_side) & (size // code_side - 1):
+            raise InvarianceError(f"the condition map ({size}x{size}) must be the code's side ({code_side}) times a "
+                                  "power of two")
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        while size > code_side:
+            layers += [nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            size //= 2
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(width, out_channels, 1),
+                   nn.Flatten()]
+        self.shape = (channels,)
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.zeros(1, channels, size_in, size_in))
+        self.register_buffer("std", torch.ones(1, channels, 1, 1))
+
+
+class MapAffine(nn.Module):
+    """Subnet of the condition-only affine layer on a spatial code: h (N, k L L) -> a 3x3 convolution (zero-
+    initialised) to ``2 c`` maps -> (N, 2 c L L), log-scales of the c code channels first, then shifts."""
+
+    def __init__(self, in_channels: int, code_shape: Sequence[int], zero_init: bool = True):
+        super().__init__()
+        self.in_channels, self.code_shape = int(in_channels), tuple(int(v) for v in code_shape)
+        self.conv = nn.Conv2d(self.in_channels, 2 * self.code_shape[0], 3, padding=1)
+        if zero_init:
+            nn.init.zeros_(self.conv.weight)
+            nn.init.zeros_(self.conv.bias)
+
+    def forward(self, h: Tensor) -> Tensor:
+        c, side = self.code_shape[0], self.code_shape[1]
+        out = self.conv(h.reshape(h.shape[0], self.in_channels, side, side))
+        return torch.cat([out[:, :c].flatten(1), out[:, c:].flatten(1)], dim=1)
+
+
 class InvarianceINN(nn.Module):
-    """``t(zbar | z)`` for one layer: embedder ``h = H(z)`` + :class:`ConditionalINN` on ``zbar``."""
+    """``t(zbar | z)`` for one layer: embedder ``h = H(z)`` + :class:`ConditionalINN` on ``zbar``.
+
+    ``code_shape`` is the shape of the VAE's code before flattening (``(dim,)`` for a flat code, ``(c, L, L)`` for
+    a spatial one; needed by ``config.spatial_condition``).
+    """
 
     def __init__(self, dim: int, cond_shape: Sequence[int], config: CINNConfig = CINNConfig(),
-                 permutation_seed: int = 0):
+                 permutation_seed: int = 0, code_shape: Sequence[int] | None = None):
         super().__init__()
         if len(cond_shape) != 3 or cond_shape[1] != cond_shape[2]:
             raise InvarianceError(f"cond_shape must be (C, s, s) of a square feature map, got {tuple(cond_shape)}")
         self.cond_shape = tuple(int(c) for c in cond_shape)
-        self.embed = ConditionEmbedder(cond_shape[0], cond_shape[1], config.emb_dim, config.embed_width)
-        self.flow = ConditionalINN(dim, config.emb_dim, config.n_blocks, config.hidden, config.hidden_depth,
-                                   config.clamp, permutation_seed)
+        code_shape = tuple(code_shape) if code_shape is not None else (dim,)
+        affine_subnet = None
+        if config.spatial_condition:
+            if len(code_shape) != 3 or math.prod(code_shape) != dim:
+                raise InvarianceError(f"spatial_condition needs a spatial code (c, L, L) of {dim} numbers, got "
+                                      f"{code_shape}")
+            self.embed = SpatialConditionEmbedder(cond_shape[0], cond_shape[1], code_shape[1], config.embed_width,
+                                                  config.condition_channels)
+            emb_dim = config.condition_channels * code_shape[1] * code_shape[2]
+            affine_subnet = lambda c_in, c_out: MapAffine(config.condition_channels, code_shape)  # noqa: E731
+        else:
+            self.embed = ConditionEmbedder(cond_shape[0], cond_shape[1], config.emb_dim, config.embed_width,
+                                           config.embed_min_size)
+            emb_dim = config.emb_dim
+        self.flow = ConditionalINN(dim, emb_dim, config.n_blocks, config.hidden, config.hidden_depth,
+                                   config.clamp, permutation_seed, conditional_affine=config.conditional_affine,
+                                   affine_clamp=config.affine_clamp, affine_subnet=affine_subnet)
 
     @property
     def initialized(self) -> bool:

@@ -3,8 +3,9 @@
 - :class:`FeatureNet` is VGG-shaped (three stages of two 3x3 convolutions + ReLU, 2x2 max-pooling
   between stages; ``base``, ``2 base``, ``4 base`` channels). Its features are the ReLU outputs
   ``relu1_2``, ``relu2_2``, ``relu3_2`` (VGG naming). :class:`TissueHead` is the light hypercolumn head it
-  is trained with (:mod:`glassbox.training.tissue_features`), thrown away afterwards. It is *not* the
-  ImageNet VGG-19 of WGAN-VGG (Yang et al. 2018).
+  is trained with (:mod:`glassbox.training.tissue_features`), thrown away afterwards; or
+  :class:`FeatureDecoder`, with which it is trained as an autoencoder of full-dose CT instead. It is *not*
+  the ImageNet VGG-19 of WGAN-VGG (Yang et al. 2018).
 - :class:`VGG19Features` builds torchvision's VGG-19 ``features`` layers and loads a weights file
   the user supplies by path (torchvision's ``vgg19-dcbb9e9d.pth`` naming), with a clear
   FileNotFoundError when it is missing. No weights are ever downloaded.
@@ -96,6 +97,30 @@ class TissueHead(nn.Module):
         for score, features in zip(self.scores, self.encoder.stage_outputs(x)):
             total = total + F.interpolate(score(features), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return total
+
+
+class FeatureDecoder(nn.Module):
+    """Decoder used only to train :class:`FeatureNet` as an autoencoder: from ``relu3_2`` (1/4 resolution) back
+    to the image, two nearest up-samplings with 3x3 convolutions + ReLU, then a 3x3 convolution to one channel.
+
+    An encoder trained this way must keep in ``relu3_2`` whatever the decoder needs to redraw its training
+    images, the noise grain of full-dose CT included (Li et al.'s self-supervised perceptual network, SACNN,
+    IEEE TMI 2020); thrown away afterwards.
+    """
+
+    def __init__(self, encoder: FeatureNet):
+        super().__init__()
+        self.encoder = encoder
+        b = encoder.base
+        self.decode = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(4 * b, 2 * b, 3, padding=1),
+                                    nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
+                                    nn.Conv2d(2 * b, b, 3, padding=1), nn.ReLU(), nn.Conv2d(b, encoder.in_channels, 3,
+                                                                                            padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise FeatureNetError(f"the autoencoder needs image sides divisible by 4, got {tuple(x.shape[-2:])}")
+        return self.decode(self.encoder.stage_outputs(x)[-1])
 
 
 VGG19_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",

@@ -1,8 +1,13 @@
 """The variational autoencoder that gives the invariance analysis a complete representation of an image.
 
-:class:`VAE` (encoder E, decoder D): stride-2 convolutions down to 4x4 and a linear layer giving the mean
-and log-variance of :class:`DiagonalGaussian` ``q(zbar | x)``; the decoder mirrors it. The log-variance is
-clamped to :data:`LOGVAR_RANGE`. Its training objective and recipe live in :mod:`glassbox.training.vae_cinn`.
+:class:`VAE` (encoder E, decoder D): a residual convolutional encoder down to 4x4 and a linear layer giving
+the mean and log-variance of :class:`DiagonalGaussian` ``q(zbar | x)``; the decoder mirrors it. The
+log-variance is clamped to :data:`LOGVAR_RANGE`, as the reference code's ``DiagonalGaussianDistribution``
+does. Its training objective and recipe live in :mod:`glassbox.training.vae_cinn`.
+
+Every invariance sample is decoded by D, so what D cannot draw the analysis cannot show: the chapter reports
+the reconstruction error of ``D(E(x))`` beside every spread. Residual blocks (``n_res`` per resolution) are
+what brings that error down at a given width (measured in :mod:`glassbox.training.vae_cinn`'s notes).
 """
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ from glassbox.models.common import (
     InvarianceError,
 )
 
-LOGVAR_RANGE = (-30.0, 20.0)
-"""Clamp of the VAE's log-variance (the reference ``DiagonalGaussianDistribution``'s [-30, 20])."""
+LOGVAR_RANGE = (-30.0, 10.0)
+"""Clamp of the VAE's log-variance: [-30, 10], as ``DiagonalGaussianDistribution`` of the reference code
+(CompVis/invariances, eeulig/ldct-invariances)."""
 
 
 @dataclass
@@ -48,34 +54,78 @@ class DiagonalGaussian:
         return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).sum(dim=1)
 
 
-class VAE(nn.Module):
-    """Convolutional VAE of ``(N, 1, p, p)`` patches (``p`` a power of two): stride-2 4x4 convs down to 4x4, a
-    linear layer to (mean, logvar); the decoder mirrors it with nearest up-sampling and 3x3 convs.
+class ResidualBlock(nn.Module):
+    """``x + conv(act(conv(act(x))))`` with 3x3 convolutions and LeakyReLU(0.2) (pre-activation).
 
-    Inputs are standardised by ``shift``/``scale`` buffers (set from data by :func:`train_vae`).
+    The second convolution starts at zero, so each block starts as the identity and a deep stack without
+    normalisation layers trains stably (as in Fixup, Zhang et al. 2019).
     """
 
-    def __init__(self, patch_size: int, latent_dim: int = 64, width: int = 32):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, padding=1),
+                                  nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, padding=1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class VAE(nn.Module):
+    """Convolutional VAE of ``(N, 1, p, p)`` patches (``p`` a power of two >= 8).
+
+    Encoder: a 3x3 stem to ``width`` channels; per resolution ``n_res`` :class:`ResidualBlock` and a stride-2
+    4x4 convolution (channels ``width * 2**k``, at most ``4 width``) down to ``bottom`` x ``bottom``; then
+    (mean, logvar) of ``latent_dim`` each. With ``spatial=False`` a linear layer gives them (one code for the
+    whole patch); with ``spatial=True`` a 3x3 convolution gives a latent *map* of ``latent_dim / bottom**2``
+    channels, each latent vector describing its own block of pixels (as the autoencoders of latent diffusion
+    do), which localises edges far better for the same number of latent dimensions. The decoder mirrors the
+    encoder with nearest up-sampling and 3x3 convolutions. ``n_res=0`` is a plain convolution stack. Inputs are
+    standardised by the ``shift``/``scale`` buffers (set from data by
+    :func:`glassbox.training.vae_cinn.train_vae`). Codes are always flat ``(N, latent_dim)`` vectors.
+    """
+
+    def __init__(self, patch_size: int, latent_dim: int = 64, width: int = 32, n_res: int = 1, bottom: int = 4,
+                 spatial: bool = False):
         super().__init__()
         self.patch_size = _check_patch(patch_size)
         self.latent_dim = checks.integer(latent_dim, "latent_dim", minimum=2, error=InvarianceError)
         width = checks.integer(width, "width", error=InvarianceError)
-        n_down = int(math.log2(patch_size // 4))
-        widths = [width * 2**min(k, 3) for k in range(n_down)]
-        encoder: list[nn.Module] = []
-        channels = 1
-        for w in widths:
-            encoder += [nn.Conv2d(channels, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-            channels = w
-        self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(channels * 16, 2 * latent_dim))
-        self.bottom = (channels, 4, 4)
-        decoder: list[nn.Module] = [nn.Linear(latent_dim, channels * 16), nn.LeakyReLU(0.2),
-                                    nn.Unflatten(1, self.bottom)]
-        for w in reversed([width] + widths[:-1]):
-            decoder += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, w, 3, padding=1),
-                        nn.LeakyReLU(0.2)]
-            channels = w
-        decoder.append(nn.Conv2d(channels, 1, 3, padding=1))
+        if isinstance(n_res, bool) or not isinstance(n_res, int) or n_res < 0:
+            raise InvarianceError(f"n_res must be a non-negative integer, got {n_res!r}")
+        bottom = checks.power_of_two(bottom, "bottom", minimum=1, error=InvarianceError)
+        if bottom > patch_size // 2:
+            raise InvarianceError(f"bottom ({bottom}) must be at most half the patch size ({patch_size})")
+        if spatial and latent_dim % (bottom * bottom):
+            raise InvarianceError(f"a spatial latent of {latent_dim} dimensions must fill a {bottom}x{bottom} map "
+                                  f"(latent_dim a multiple of {bottom * bottom})")
+        self.spatial = bool(spatial)
+        n_down = int(math.log2(patch_size // bottom))
+        channels = [width * 2 ** min(k, 2) for k in range(n_down + 1)]
+        encoder: list[nn.Module] = [nn.Conv2d(1, channels[0], 3, padding=1)]
+        for k in range(n_down):
+            encoder += [ResidualBlock(channels[k]) for _ in range(n_res)]
+            encoder += [nn.LeakyReLU(0.2), nn.Conv2d(channels[k], channels[k + 1], 4, stride=2, padding=1)]
+        encoder += [ResidualBlock(channels[-1]) for _ in range(n_res)]
+        self.bottom = (channels[-1], bottom, bottom)
+        if spatial:
+            self.latent_shape = (latent_dim // (bottom * bottom), bottom, bottom)
+            head: list[nn.Module] = [nn.Conv2d(channels[-1], 2 * self.latent_shape[0], 3, padding=1)]
+            entry: list[nn.Module] = [nn.Unflatten(1, self.latent_shape),
+                                      nn.Conv2d(self.latent_shape[0], channels[-1], 3, padding=1)]
+        else:
+            self.latent_shape = (latent_dim,)
+            head = [nn.Flatten(), nn.Linear(channels[-1] * bottom * bottom, 2 * latent_dim)]
+            entry = [nn.Linear(latent_dim, channels[-1] * bottom * bottom), nn.Unflatten(1, self.bottom)]
+        self.encoder = nn.Sequential(*encoder, nn.LeakyReLU(0.2), *head)
+        decoder: list[nn.Module] = list(entry)
+        decoder += [ResidualBlock(channels[-1]) for _ in range(n_res)]
+        for k in reversed(range(n_down)):
+            decoder += [nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(channels[k + 1], channels[k], 3, padding=1)]
+            decoder += [ResidualBlock(channels[k]) for _ in range(n_res)]
+        decoder += [nn.LeakyReLU(0.2), nn.Conv2d(channels[0], 1, 3, padding=1)]
         self.decoder = nn.Sequential(*decoder)
         self.register_buffer("shift", torch.tensor(1.0))
         self.register_buffer("scale", torch.tensor(0.25))
@@ -88,7 +138,7 @@ class VAE(nn.Module):
     def encode(self, x: Tensor) -> DiagonalGaussian:
         self._check(x)
         mean, logvar = self.encoder((x - self.shift) / self.scale).chunk(2, dim=1)
-        return DiagonalGaussian(mean, logvar)
+        return DiagonalGaussian(mean.flatten(1), logvar.flatten(1))
 
     def decode(self, zbar: Tensor) -> Tensor:
         if zbar.ndim != 2 or zbar.shape[1] != self.latent_dim:
@@ -101,11 +151,15 @@ class VAE(nn.Module):
         return self.decode(posterior.mode() if generator is None else posterior.sample(generator))
 
 
-def _check_patch(size: Any, name: str = "patch_size") -> int:
+def check_patch(size: Any, name: str = "patch_size") -> int:
+    """A patch side the VAE can halve down to 4x4: a power of two >= 8."""
     size = checks.integer(size, name, minimum=8, error=InvarianceError)
     if size & (size - 1):
         raise InvarianceError(f"{name} must be a power of two >= 8 (the VAE halves it down to 4x4), got {size}")
     return size
+
+
+_check_patch = check_patch
 
 
 def _randn_like(x: Tensor, generator: torch.Generator) -> Tensor:

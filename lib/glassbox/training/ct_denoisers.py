@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from glassbox.core import checks, repro
+from glassbox.core import checks, dryrun, repro
 from glassbox.core.progress import Progress
 from glassbox.core.store import clean_orphans, write_atomically
 from glassbox.models.chen_cnn import ChenCNN
@@ -48,7 +48,8 @@ from glassbox.training.losses import (
     wgan_generator_loss,
 )
 
-WGAN_CHECKPOINT_FORMAT = 1
+WGAN_CHECKPOINT_FORMAT = 2
+"""Version 2: every critic step and every generator step draws its own batch (:func:`wgan_step_batches`)."""
 
 
 def perceptual_features(kind: str = "ct", *, featurenet_config: Any = None, seed: int = 0,
@@ -204,25 +205,53 @@ def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state >> np.uint64(1)))
 
 
-def _batches(dataset: Dataset, order: Tensor, batch_size: int) -> list[tuple[Tensor, Tensor]]:
-    out = []
-    for start in range(0, len(order), batch_size):
-        items = [dataset[int(i)] for i in order[start:start + batch_size]]
-        out.append((torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])))
-    return out
+def _batch(dataset: Dataset, indices: Tensor) -> tuple[Tensor, Tensor]:
+    items = [dataset[int(i)] for i in indices]
+    return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+
+
+def wgan_steps_per_epoch(size: int, batch_size: int, n_critic: int) -> int:
+    """Generator steps in one WGAN-VGG epoch: one pass of batches shared by ``n_critic`` critic steps and one
+    generator step each, ``floor(batches per pass / (n_critic + 1))`` (at least 1)."""
+    batches = -(-checks.integer(size, "size") // checks.integer(batch_size, "batch_size"))
+    return max(1, batches // (checks.integer(n_critic, "n_critic") + 1))
+
+
+def wgan_step_batches(step: int, size: int, batch_size: int, n_critic: int, seed: int) -> tuple[list[Tensor], Tensor]:
+    """Sample indices of generator step ``step`` (0-based): ``n_critic`` critic batches and one generator batch.
+
+    As in Algorithm 1 of the WGAN-GP paper (and Yang et al.'s code), every critic iteration and the generator
+    iteration draw a fresh batch. The batches come in order from a stream of passes over the data, pass ``k``
+    in the order :func:`glassbox.training.loop.epoch_order` ``(size, seed, k)``, cut into ``batch_size``
+    batches (the last of a pass may be smaller): a pure function of its arguments, so a resumed run draws
+    the same batches.
+    """
+    step = checks.integer(step, "step", minimum=0)
+    per_pass = -(-checks.integer(size, "size") // checks.integer(batch_size, "batch_size"))
+    group = checks.integer(n_critic, "n_critic") + 1
+    batches = []
+    for g in range(step * group, (step + 1) * group):
+        order = epoch_order(size, seed, g // per_pass + 1)
+        j = g % per_pass
+        batches.append(order[j * batch_size:(j + 1) * batch_size])
+    return batches[:-1], batches[-1]
 
 
 def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Tensor]],
                    config: YangConfig = YangConfig(), *, seed: int = 0, device: str | torch.device = "cpu",
-                   checkpoint_dir: Path | str | None = None, progress: bool = True
+                   checkpoint_dir: Path | str | None = None, progress: bool = True,
+                   on_warmup_done: Callable[[YangGenerator], None] | None = None
                    ) -> tuple[YangGenerator, WGANCritic, History]:
     """Train Yang et al.'s generator and critic (WGAN-GP + perceptual loss) on ``(low, full)`` patch pairs.
 
-    Per batch: ``n_critic`` critic steps (on that batch), then one generator step. Data order and
-    gradient-penalty mixing weights are pure functions of ``(seed, epoch)``; with ``checkpoint_dir`` both
-    networks and optimisers are saved after every epoch and a restarted call resumes where it stopped,
-    ending with the same weights as an uninterrupted run. ``pretrain_epochs`` warm-up epochs of the generator
-    (if any) with the L2 loss run first, through :func:`glassbox.training.loop.fit`.
+    Per generator step: ``n_critic`` critic steps, each on a fresh batch, then one generator step on another
+    fresh batch (:func:`wgan_step_batches`); an epoch is :func:`wgan_steps_per_epoch` generator steps, about
+    one pass over the data. Batches and gradient-penalty mixing weights are pure functions of the seed and
+    the step; with ``checkpoint_dir`` both networks and optimisers are saved after every epoch and a restarted
+    call resumes where it stopped, ending with the same weights as an uninterrupted run. ``pretrain_epochs``
+    warm-up epochs of the generator (if any) with the L2 loss run first, through
+    :func:`glassbox.training.loop.fit`; ``on_warmup_done(generator)`` then sees the warmed-up generator (to keep
+    a copy: the adversarial epochs' effect is measured against it).
     """
     repro.ensure_pinned_threads()
     size = len(train_set)  # type: ignore[arg-type]
@@ -243,6 +272,8 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
                   checkpoint_dir=Path(checkpoint_dir) / "pretrain" if checkpoint_dir is not None else None,
                   fingerprint=dataclasses.asdict(config))
         history.epochs = [{"phase": "pretrain", **e} for e in pre.epochs]
+    if on_warmup_done is not None:
+        on_warmup_done(generator)
     generator.to(device).train()
     critic.to(device).train()
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=tuple(config.betas))
@@ -263,23 +294,26 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
             opt_c.load_state_dict(state["opt_c"])
             history.epochs = [dict(e) for e in state["history"]]
             start = int(state["epoch"])
-    batches_per_epoch = -(-size // config.batch_size)
-    bar = Progress(config.epochs * batches_per_epoch, "WGAN-VGG (critic + generator)", unit="batch",
-                   initial=start * batches_per_epoch, epochs=config.epochs, enabled=progress)
+    steps_per_epoch = wgan_steps_per_epoch(size, config.batch_size, config.n_critic)
+    bar = Progress(config.epochs * steps_per_epoch, "WGAN-VGG (critic + generator)", unit="step",
+                   initial=start * steps_per_epoch, epochs=config.epochs, enabled=progress)
     try:
-        for epoch in range(start + 1, config.epochs + 1):
+        for epoch in dryrun.steps(range(start + 1, config.epochs + 1), "WGAN-VGG epochs"):
             began = time.perf_counter()
             gp_generator = _epoch_generator(seed, epoch, stream=1)
             sums = {"critic_loss": 0.0, "wasserstein": 0.0, "adversarial": 0.0, "perceptual": 0.0}
-            for low, full in _batches(train_set, epoch_order(size, seed, epoch), config.batch_size):
-                low, full = low.to(device), full.to(device)
-                for _ in range(config.n_critic):
+            for step in dryrun.steps(range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch), "WGAN-VGG steps"):
+                critic_batches, generator_batch = wgan_step_batches(step, size, config.batch_size, config.n_critic,
+                                                                    seed)
+                for indices in critic_batches:
+                    low, full = (t.to(device) for t in _batch(train_set, indices))
                     with torch.no_grad():
                         fake = generator(low)
                     critic_loss = wgan_critic_loss(critic, full, fake, gp_generator, gp_weight=config.gp_weight)
                     opt_c.zero_grad(set_to_none=True)
                     critic_loss.backward()
                     opt_c.step()
+                low, full = (t.to(device) for t in _batch(train_set, generator_batch))
                 fake = generator(low)
                 adversarial = wgan_generator_loss(critic, fake)
                 perceptual = perceptual_loss(fake, full, features)
@@ -289,7 +323,7 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
                 opt_g.step()
                 with torch.no_grad():
                     wasserstein = critic(full).mean() - critic(fake.detach()).mean()
-                weight = low.shape[0] / size
+                weight = 1.0 / steps_per_epoch
                 for name, value in (("critic_loss", critic_loss), ("wasserstein", wasserstein),
                                     ("adversarial", adversarial), ("perceptual", perceptual)):
                     sums[name] += float(value.detach()) * weight
@@ -314,6 +348,11 @@ def train_wgan_vgg(train_set: Dataset, features: Callable[[Tensor], Sequence[Ten
     return generator, critic, history
 
 
+def chen_entry(config: ChenConfig, *, data_key: Mapping[str, Any], seed: int = 0) -> tuple[str, dict[str, Any]]:
+    """The store entry name and key of :func:`pretrained_chen` (what a study's ``plan()`` lists)."""
+    return "chen-cnn", {"config": config, "data": dict(data_key), "seed": seed}
+
+
 def pretrained_chen(train_set: Dataset, config: ChenConfig, *, data_key: Mapping[str, Any], seed: int = 0,
                     device: str | torch.device = "cpu", progress: bool = True) -> tuple[ChenCNN, dict[str, Any]]:
     """Chen's CNN for ``(config, data_key, seed)`` from the artifact store (trained on first use).
@@ -328,32 +367,51 @@ def pretrained_chen(train_set: Dataset, config: ChenConfig, *, data_key: Mapping
         model, history = train_chen(train_set, config, seed=seed, device=device, progress=progress)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history.epochs}
 
-    record = get_or_compute("chen-cnn", {"config": config, "data": dict(data_key), "seed": seed}, compute,
-                            seed=seed, device=device, progress=progress)
+    name, key = chen_entry(config, data_key=data_key, seed=seed)
+    record = get_or_compute(name, key, compute, seed=seed, device=device, progress=progress)
     model = ChenCNN(config.last_kernel)
     model.load_state_dict(record["state_dict"])
     return freeze(model).to(device), record
 
 
+def wgan_vgg_entry(config: YangConfig, *, data_key: Mapping[str, Any], featurenet_config: Any = None,
+                   seed: int = 0) -> tuple[str, dict[str, Any]]:
+    """The store entry name and key of :func:`pretrained_wgan_vgg` (what a study's ``plan()`` lists)."""
+    return "wgan-vgg", {"config": config, "data": dict(data_key), "seed": seed, "featurenet": featurenet_config}
+
+
 def pretrained_wgan_vgg(train_set: Dataset, config: YangConfig, *, data_key: Mapping[str, Any],
                         featurenet_config: Any = None, seed: int = 0, device: str | torch.device = "cpu",
-                        progress: bool = True) -> tuple[YangGenerator, dict[str, Any]]:
+                        progress: bool = True, features_factory: Callable[[], Any] | None = None
+                        ) -> tuple[YangGenerator, dict[str, Any]]:
     """Yang's WGAN-VGG generator for ``(config, data_key, seed)`` from the artifact store (trained on first use).
 
-    Returns the frozen generator on ``device`` and the stored record (``state_dict``, ``history``).
+    Returns the frozen generator on ``device`` and the stored record (``state_dict``, ``history`` and, after
+    an L2 warm-up, ``warmup_state_dict``: the generator before its adversarial epochs). ``features_factory``
+    (optional) builds the perceptual feature network instead of :func:`perceptual_features`; the caller must
+    then pass in ``featurenet_config`` whatever identifies that network, since it is part of the store key.
     """
     from glassbox.core.store import get_or_compute
 
     def compute() -> dict[str, Any]:
-        features = perceptual_features(config.perceptual, featurenet_config=featurenet_config, seed=seed,
-                                       device=device, layers=config.perceptual_layers,
-                                       vgg19_weights=config.vgg19_weights, progress=progress)
-        generator, _, history = train_wgan_vgg(train_set, features, config, seed=seed, device=device,
-                                               progress=progress)
-        return {"state_dict": {k: v.cpu() for k, v in generator.state_dict().items()}, "history": history.epochs}
+        if features_factory is not None:
+            features = features_factory()
+        else:
+            features = perceptual_features(config.perceptual, featurenet_config=featurenet_config, seed=seed,
+                                           device=device, layers=config.perceptual_layers,
+                                           vgg19_weights=config.vgg19_weights, progress=progress)
+        warmup: dict[str, Tensor] = {}
 
-    key = {"config": config, "data": dict(data_key), "seed": seed, "featurenet": featurenet_config}
-    record = get_or_compute("wgan-vgg", key, compute, seed=seed, device=device, progress=progress)
+        def keep_warmup(net: YangGenerator) -> None:
+            warmup.update({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+
+        generator, _, history = train_wgan_vgg(train_set, features, config, seed=seed, device=device,
+                                               progress=progress, on_warmup_done=keep_warmup)
+        return {"state_dict": {k: v.cpu() for k, v in generator.state_dict().items()}, "history": history.epochs,
+                "warmup_state_dict": warmup or None}
+
+    name, key = wgan_vgg_entry(config, data_key=data_key, featurenet_config=featurenet_config, seed=seed)
+    record = get_or_compute(name, key, compute, seed=seed, device=device, progress=progress)
     model = YangGenerator()
     model.load_state_dict(record["state_dict"])
     return freeze(model).to(device), record

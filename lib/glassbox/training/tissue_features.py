@@ -7,6 +7,12 @@ another task on our simulated CT: predicting the tissue class map of abdominal p
 low- and full-dose reconstructions, through a light hypercolumn head that is thrown away afterwards
 (task-specific perceptual networks of this kind: Ouyang et al., Med Phys 2019).
 :func:`pretrained_feature_net` trains it once per (config, seed) through the artifact store.
+
+A second recipe trains the same network as an **autoencoder of full-dose images**
+(:func:`train_feature_autoencoder`, :func:`pretrained_feature_autoencoder`): a classifier trained on noisy
+images is taught to ignore noise, so a perceptual loss built on it cannot see noise texture; an encoder that
+must let a decoder redraw full-dose images keeps their grain (Li et al.'s self-supervised perceptual network,
+SACNN, IEEE TMI 2020). Its held-out reconstruction error, against the full-dose noise SD, says whether it did.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from glassbox.models.common import freeze
 from glassbox.models.feature_nets import (
     FEATURE_LAYERS,
     HU_SCALE,
+    FeatureDecoder,
     FeatureNet,
     FeatureNetError,
     TissueHead,
@@ -123,4 +130,80 @@ def pretrained_feature_net(config: FeatureNetConfig = FeatureNetConfig(), seed: 
     state = get_or_compute("featurenet", {"config": config, "seed": seed},
                            lambda: train_feature_net(config, seed, device, progress), seed=seed, device=device,
                            progress=progress)
+    return feature_net_from_state(state, layers).to(device), state
+
+
+@dataclass(frozen=True)
+class FeatureAEConfig:
+    """How the CT feature network is trained as an autoencoder of full-dose patches (MSE, Adam)."""
+
+    base: int = 16
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3
+    heldout_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("base", "epochs", "batch_size"):
+            checks.integer(getattr(self, name), name, error=FeatureNetError)
+        checks.positive_number(self.lr, "lr", error=FeatureNetError)
+        if not 0 < self.heldout_fraction < 0.5:
+            raise FeatureNetError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
+
+
+def train_feature_autoencoder(images: Tensor, config: FeatureAEConfig = FeatureAEConfig(), seed: int = 0,
+                              device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Train :class:`FeatureNet` + :class:`FeatureDecoder` to reproduce ``images`` (N, 1, p, p) in HU / 1000.
+
+    The last ``heldout_fraction`` of the images is held out; returns ``state_dict`` (encoder only), ``config``
+    (with ``base``, so :func:`feature_net_from_state` rebuilds it), ``history`` and ``heldout_rmse_hu``.
+    """
+    from glassbox.models.common import init_model
+    from glassbox.training.loop import fit
+
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1 or images.shape[0] < 10:
+        raise FeatureNetError(f"images must be a (N >= 10, 1, p, p) tensor, got {getattr(images, 'shape', images)}")
+    n_held = max(1, int(round(config.heldout_fraction * images.shape[0])))
+    train, held = images[:-n_held].float(), images[-n_held:].float()
+    model = init_model(lambda: FeatureDecoder(FeatureNet(config.base)), init_seed=seed)
+
+    def loss_fn(net: nn.Module, batch: Any) -> Tensor:
+        (x,) = batch
+        return F.mse_loss(net(x), x)
+
+    def val_fn(net: nn.Module) -> dict[str, float]:
+        device_of = next(net.parameters()).device
+        chunks = dryrun.steps(held.split(256), "CT feature autoencoder validation")  # a dry run scores one chunk
+        out = torch.cat([net(chunk.to(device_of)).cpu() for chunk in chunks])
+        return {"heldout_rmse_hu": float(HU_SCALE * (out - held[:out.shape[0]]).pow(2).mean().sqrt())}
+
+    history = fit(model, torch.utils.data.TensorDataset(train), loss_fn, epochs=config.epochs,
+                  batch_size=config.batch_size, optimizer=lambda p: torch.optim.Adam(p, lr=config.lr),
+                  data_seed=seed, device=device, val_fn=val_fn, desc="CT feature autoencoder", progress=progress,
+                  fingerprint=dataclasses.asdict(config))
+    model.cpu()
+    return {"state_dict": {k: v.detach().clone() for k, v in model.encoder.state_dict().items()},
+            "config": dataclasses.asdict(config), "history": history.epochs,
+            "heldout_rmse_hu": history.epochs[-1]["heldout_rmse_hu"]}
+
+
+def feature_autoencoder_entry(config: FeatureAEConfig, *, data_key: Mapping[str, Any], seed: int = 0
+                              ) -> tuple[str, dict[str, Any]]:
+    """The store entry name and key of :func:`pretrained_feature_autoencoder`."""
+    return "featurenet-ae", {"config": config, "data": dict(data_key), "seed": seed}
+
+
+def pretrained_feature_autoencoder(images: Tensor, config: FeatureAEConfig, *, data_key: Mapping[str, Any],
+                                   seed: int = 0, device: str | torch.device = "cpu",
+                                   layers: Sequence[str] = FEATURE_LAYERS, progress: bool = True
+                                   ) -> tuple[FeatureNet, dict[str, Any]]:
+    """The autoencoder-trained feature network for ``(config, data_key, seed)`` from the artifact store.
+
+    ``data_key`` must identify ``images`` (HU / 1000). Returns the frozen encoder and the stored record.
+    """
+    from glassbox.core.store import get_or_compute
+
+    name, key = feature_autoencoder_entry(config, data_key=data_key, seed=seed)
+    state = get_or_compute(name, key, lambda: train_feature_autoencoder(images, config, seed, device, progress),
+                           seed=seed, device=device, progress=progress)
     return feature_net_from_state(state, layers).to(device), state
