@@ -19,7 +19,7 @@ export GLASSBOX_PROFILE ?= quick
 GRID     ?= 1
 BOOK_OUT ?= .
 
-.PHONY: setup book pdf test test-fast bench student clean clean-all
+.PHONY: setup book pdf test test-fast test-paper-dry-run bench student clean clean-all
 
 setup: $(STAMP) $(ASSETS) $(SYSTEM)
 	@test -f $(ASSETS) || echo "!! set-up is incomplete: the web assets are missing (see above); the book will not render offline"
@@ -71,6 +71,11 @@ test-fast: $(STAMP)
 # every chapter with exercises as a student notebook (solutions removed, answer checks kept) in _build/student/
 student: $(STAMP)
 	$(BIN)/python scripts/student_edition.py --out _build/student
+
+# every chapter's paper profile as a grid dry run on the CPU (does the paper protocol fit? minutes per chapter;
+# not part of `make test`, whose CI run must stay within 90 minutes)
+test-paper-dry-run: $(STAMP)
+	source $(BIN)/activate && python -m pytest -q -s --paper-dry-runs -m paper_dry_run tests/test_grid.py
 
 bench: $(STAMP)
 	source $(BIN)/activate && python bench/run.py

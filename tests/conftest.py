@@ -53,6 +53,19 @@ def pytest_addoption(parser):
     parser.addoption("--pdf", default=None, metavar="PATH",
                      help="check this PDF (e.g. _build/pdf/glassbox.pdf from `make pdf`) instead of printing the "
                           "smoke book")
+    parser.addoption("--paper-dry-runs", action="store_true", default=False,
+                     help="also run the paper_dry_run tests: each chapter's paper profile as a grid dry run on the "
+                          "CPU (several minutes per chapter; `make test-paper-dry-run`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``paper_dry_run`` tests unless asked for: together they take longer than CI's time allows."""
+    if config.getoption("--paper-dry-runs"):
+        return
+    skip = pytest.mark.skip(reason="paper dry runs are opt-in: make test-paper-dry-run (or --paper-dry-runs)")
+    for item in items:
+        if "paper_dry_run" in item.keywords:
+            item.add_marker(skip)
 
 
 @dataclass

@@ -500,25 +500,40 @@ def test_after_a_grid_run_the_chapter_trains_nothing(tmp_path, chapter):
     assert store_snapshot(tmp_path / "store") == before  # store hits only: no entry written or rewritten
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("chapter", chapter_plans())
-def test_paper_dry_run_fits_or_says_clearly_that_it_does_not(tmp_path, chapter):
+def check_dry_run(tmp_path: Path, chapter: str, profile: str) -> None:
+    """``grid run <chapter> --profile <profile> --dry-run`` on the CPU: every task either computes with its loops
+    cut short or fails with a clear out-of-memory report; nothing reaches the real store."""
     report = tmp_path / "report.json"
     env = dict(os.environ, GLASSBOX_STORE=str(tmp_path / "store"))
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "glassbox.grid", "run", chapter, "--profile", "paper", "--device",
+    run = subprocess.run([sys.executable, "-m", "glassbox.grid", "run", chapter, "--profile", profile, "--device",
                           "cpu", "--dry-run", "--workers", "1", "--no-progress", "--report", str(report)],
                          env=env, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - started
     assert report.exists(), run.stdout[-4000:] + run.stderr[-4000:]
     rows = json.loads(report.read_text())["tasks"]
-    print(f"\npaper dry run of {chapter}: {seconds:.0f} s wall, tasks:")
+    assert rows, f"the {profile} dry run of {chapter} planned no task"
+    print(f"\n{profile} dry run of {chapter}: {seconds:.0f} s wall, tasks:")
     for row in rows:
         print(f"  {row['entry']:24s} {row['status']:9s} {row['seconds'] or 0:7.1f} s {row['peak_mb'] or 0:8.0f} MiB "
               f"cut {row['cut']} {row['error'][:200]}")
     other = [r for r in rows if r["status"] != "computed" and "out of memory" not in r["error"]
              and r["status"] != "blocked"]
     assert not other, other  # every failure is a clear out-of-memory report, nothing else
-    assert all(r["cut"] for r in rows if r["status"] == "computed"), "a task ran to its end without a dry-run hook"
+    uncut = [r["label"] for r in rows if r["status"] == "computed" and not r["cut"] and not r["found"]]
+    assert not uncut, f"tasks ran to their end without a dry-run hook: {uncut}"
     assert not list((tmp_path / "store").glob("*/*.json")), "a dry run must not write into the real store"
     assert run.returncode == (0 if all(r["status"] == "computed" for r in rows) else 1)
+
+
+@pytest.mark.slow
+def test_smoke_dry_run_of_every_chapter_cuts_every_task(tmp_path):
+    """Every task of every chapter meets a dry-run hook (on smoke: a minute; the paper sizes are opt-in below)."""
+    check_dry_run(tmp_path, "all", "smoke")
+
+
+@pytest.mark.slow
+@pytest.mark.paper_dry_run
+@pytest.mark.parametrize("chapter", chapter_plans())
+def test_paper_dry_run_fits_or_says_clearly_that_it_does_not(tmp_path, chapter):
+    check_dry_run(tmp_path, chapter, "paper")

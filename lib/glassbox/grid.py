@@ -189,17 +189,19 @@ class Outcome:
     cut: dict[str, int] = field(default_factory=dict)
     error: str = ""
     log: str = ""
+    found: bool = False  # computed, but its entry was already stored by another task of the run (nothing ran)
 
     def row(self) -> dict[str, Any]:
         t = self.planned.task
         return {"chapters": ",".join(self.planned.chapters), "entry": t.entry, "key": t.key, "label": t.label,
                 "status": self.status, "seconds": self.seconds, "peak_mb": self.peak_mb, "attempts": self.attempts,
-                "worker": self.worker, "cut": self.cut, "error": self.error, "log": self.log}
+                "worker": self.worker, "cut": self.cut, "found": self.found, "error": self.error, "log": self.log}
 
 
 def _from_result(planned: Planned, result: Mapping[str, Any], log: Path) -> Outcome:
     return Outcome(planned, "computed", seconds=result["seconds"], peak_mb=result["peak_mb"], worker=result["worker"],
-                   attempts=result["attempt"], cut=result["cut"], log=str(log))
+                   attempts=result["attempt"], cut=result["cut"], log=str(log),
+                   found=bool(result.get("found", False)))
 
 
 def _describe_error(exc: BaseException, memory_limit: float | None) -> str:

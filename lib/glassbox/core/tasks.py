@@ -124,7 +124,8 @@ def execute(task: Task, *dependencies: Any, store_root: str, seed: int, log_dir:
     (bytes) this process's memory is capped first (:func:`cap_memory`). Afterwards the task's entry must be in
     the store under its key, else :class:`PlanMismatchError`. ``dependencies`` are the results of the tasks
     this one depends on (the grid passes them so that Dask orders the tasks; their values are not used).
-    Returns ``{key, seconds, peak_mb, worker, attempt, cut}`` (``cut``: the loops a dry run cut short).
+    Returns ``{key, seconds, peak_mb, worker, attempt, cut, found}`` (``cut``: the loops a dry run cut short;
+    ``found``: the entry was already in the store when the task started, so it ran nothing).
     """
     os.environ["GLASSBOX_STORE"] = str(store_root)
     repro.pin_threads(threads)
@@ -142,6 +143,9 @@ def execute(task: Task, *dependencies: Any, store_root: str, seed: int, log_dir:
               f"{'dry run, ' if dry else ''}seed {seed}, store {store_root}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
               flush=True)
         try:
+            # another task of the same run may have stored this entry on its way (a shared data set): then
+            # run() is a store hit and a dry run has no loop to cut
+            found = is_stored(Store(store_root), task, verify=False)
             with dryrun.dry_run() if dry else contextlib.nullcontext() as cut:
                 task.run()
             if not is_stored(Store(store_root), task, verify=False):
@@ -158,4 +162,4 @@ def execute(task: Task, *dependencies: Any, store_root: str, seed: int, log_dir:
         peak = peak_memory_mb()
         print(f"=== attempt {attempt} done in {seconds:.1f} s, peak memory {peak:.0f} MiB", flush=True)
     return {"key": task.key, "seconds": seconds, "peak_mb": peak, "worker": worker, "attempt": attempt,
-            "cut": dict(cut.cut) if dry else {}}
+            "cut": dict(cut.cut) if dry else {}, "found": found}
