@@ -342,16 +342,28 @@ def _image_scores(images: np.ndarray, references: np.ndarray, *, with_ssim: bool
     return scores
 
 
-def input_scores(pairs: Pairs, ids: Sequence[str]) -> dict[str, float]:
-    """PSNR / SSIM / RMSE of the low-dose input itself against full dose on patients ``ids``: the floor."""
+def _check_ids(pairs: Pairs, ids: Sequence[str]) -> list[str]:
+    """``ids`` as a list if it is non-empty and names only patients of ``pairs``."""
     _check_pairs(pairs)
     ids = list(ids)
     missing = [i for i in ids if i not in pairs]
     if not ids or missing:
-        raise ValueError(f"ids must name patients of pairs; got {ids[:5]} (missing: {missing[:5]})")
+        raise ValueError(f"ids must name patients of pairs, e.g. the test split; got {ids[:5]} "
+                         f"(patient ids not in pairs: {missing[:5]})")
+    return ids
+
+
+def _stacked(pairs: Pairs, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The low- and full-dose slices of patients ``ids`` (checked), stacked in that order (float32 HU)."""
+    ids = _check_ids(pairs, ids)
     low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
     full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
-    return _image_scores(low, full)
+    return low, full
+
+
+def input_scores(pairs: Pairs, ids: Sequence[str]) -> dict[str, float]:
+    """PSNR / SSIM / RMSE of the low-dose input itself against full dose on patients ``ids``: the floor."""
+    return _image_scores(*_stacked(pairs, ids))
 
 
 def evaluate_denoiser(model: nn.Module, pairs: Pairs, ids: Sequence[str], *, batch_size: int = 4
@@ -362,16 +374,8 @@ def evaluate_denoiser(model: nn.Module, pairs: Pairs, ids: Sequence[str], *, bat
     (``input_psnr``, ``input_ssim``, ``input_rmse_hu``: the floor) and ``psnr_gain`` = ``psnr -
     input_psnr``. See the module docstring for the data range and averaging.
     """
-    _check_pairs(pairs)
-    ids = list(ids)
-    if not ids:
-        raise ValueError("ids is empty: name the patients to evaluate on (e.g. the test split)")
-    missing = [i for i in ids if i not in pairs]
-    if missing:
-        raise ValueError(f"patient ids not in pairs: {missing[:5]}")
-    ids = list(dryrun.steps(ids, "evaluate_denoiser"))  # a dry run scores the first patient only
-    low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
-    full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
+    ids = list(dryrun.steps(_check_ids(pairs, ids), "evaluate_denoiser"))  # a dry run scores the first patient only
+    low, full = _stacked(pairs, ids)
     ours = _image_scores(denoise(model, low, batch_size=batch_size), full)
     floor = _image_scores(low, full)
     return ours | {f"input_{k}": v for k, v in floor.items()} | {"psnr_gain": ours["psnr"] - floor["psnr"],
@@ -382,13 +386,7 @@ def slice_psnrs(model: nn.Module | None, pairs: Pairs, ids: Sequence[str], *, ba
     """PSNR (dB, range :data:`PSNR_RANGE_HU`) of every slice of patients ``ids`` against full dose: of the
     model's output, or of the low-dose input itself when ``model`` is None. Their mean is
     :func:`evaluate_denoiser`'s ``psnr``; per slice they give bootstrap intervals over the test set."""
-    _check_pairs(pairs)
-    ids = list(ids)
-    missing = [i for i in ids if i not in pairs]
-    if not ids or missing:
-        raise ValueError(f"ids must name patients of pairs; got {ids[:5]} (missing: {missing[:5]})")
-    low = np.concatenate([np.asarray(pairs[i][0], dtype=np.float32) for i in ids])
-    full = np.concatenate([np.asarray(pairs[i][1], dtype=np.float32) for i in ids])
+    low, full = _stacked(pairs, ids)
     images = low if model is None else denoise(model, low, batch_size=batch_size)
     return np.array([image_metrics.psnr(x, r, PSNR_RANGE_HU) for x, r in zip(images, full)])
 
