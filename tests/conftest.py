@@ -125,3 +125,17 @@ def smoke_book(request, _isolated_outputs) -> BookBuild:
     read = tuple(re.findall(r"reading sources\.\.\. \[\s*\d+%\] (\S+)", plain))
     return BookBuild(html=html, returncode=proc.returncode, log=proc.stdout[-6000:] + proc.stderr[-6000:],
                      output=SMOKE_BUILD, config=config_path, read_order=read)
+
+
+@pytest.fixture(scope="session")
+def _tiny_pairs_once():
+    from glassbox.data import lowdose_ct
+
+    return lowdose_ct.simulate_patients(32, 3, 2, seed=0)
+
+
+@pytest.fixture
+def tiny_pairs(_tiny_pairs_once):
+    """Three simulated patients of two 32x32 slices (``{id: (low, full)}`` in HU), simulated once per session;
+    each test gets its own copy, so a test that changes the arrays changes nobody else's."""
+    return {pid: (low.copy(), full.copy()) for pid, (low, full) in _tiny_pairs_once.items()}

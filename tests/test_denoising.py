@@ -16,9 +16,9 @@ TINY = DenoiserConfig(depth=5, width=0.125, residual=True, patch_size=16, n_patc
                       lr=1e-3)
 
 
-@pytest.fixture(scope="module")
-def pairs():
-    return lowdose_ct.simulate_patients(32, 3, 2, seed=0)
+@pytest.fixture
+def pairs(tiny_pairs):
+    return tiny_pairs
 
 
 def _weights(model):

@@ -242,11 +242,11 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
 
 # --- dry runs and deviations ----------------------------------------------------------------------------------
 
-def test_a_dry_run_steps_each_training_shape_once_and_says_so(tmp_path, monkeypatch):
+def test_a_dry_run_steps_each_training_shape_once_and_says_so(tmp_path, monkeypatch, tiny_pairs):
     from glassbox.core import dryrun
     from glassbox.training.loop import trial_seeds
 
-    pairs = lowdose_ct.simulate_patients(32, 3, 2, seed=0)
+    pairs = tiny_pairs
     recipe = DenoiserConfig(depth=5, width=0.0625, patch_size=16, n_patches=8, epochs=3, batch_size=4)
     assert dryrun.first_time("anything") and dryrun.first_time("anything")  # outside a dry run: always
     monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path / "one"))
