@@ -356,7 +356,7 @@ def test_plan_lists_every_stored_model_and_leaves_the_chapter_nothing_to_train(t
         assert set(task.deps) <= set(keys[:index])      # dependencies come first
         task.run()
     saved = []
-    monkeypatch.setattr(store.Store, "save", lambda self, name, key, value, record: saved.append(name))
+    monkeypatch.setattr(store.Store, "_write", lambda self, name, key, value, record: saved.append(name))
     result = invariances.run(cfg, seed=0, progress=False)
     assert saved == [], f"the chapter trained {saved} after the plan ran"
     assert len(result.probes) == 10
