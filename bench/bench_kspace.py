@@ -96,4 +96,6 @@ def _stand_in(cfg: kx.KSpaceConfig, data: kx.ExperimentData, spec: kx.ModelSpec)
             "scores": scores, "sampled_scores": sampled, "eval_units": units.numpy(),
             "draw_count_range": [spec.k, spec.k], "final_count_range": [spec.k, spec.k], "seen_in_training": True,
             "seen_before_freeze": False,
-            "n_train_masks": 1}
+            "n_train_masks": 1,
+            # the mask table reads a learned model's log-odds from its sampler (random here, like the scores)
+            "state_dict": {"sampler.logits": torch.randn(cfg.size, 2, generator=gen)} if spec.kind == "learned" else {}}
