@@ -46,12 +46,15 @@ $(SYSTEM): scripts/install_system_packages.sh $(STAMP)
 	bash scripts/install_system_packages.sh $@
 
 # First every chapter's training grid on a local Dask cluster (one single-threaded worker per core; artifacts
-# already in the store are skipped), then the chapters render from the store. GRID=0 skips the grid (each chapter
-# then trains what it needs itself, one after another); BOOK_OUT moves the build (default: ./_build).
+# already in the store are skipped), then the chapters execute side by side into the build's execution cache
+# (glassbox.report.prebuild, one process per core), then the book renders them from that cache. GRID=0 skips
+# both (each chapter then trains what it needs itself, one after another, as `jupyter-book build book/` alone does);
+# BOOK_OUT moves the build (default: ./_build).
 book: setup
 	@test -f $(ASSETS) || { echo "!! cannot build an offline book without the web assets: run make setup"; exit 1; }
 	@echo ">> building the book on profile $(GLASSBOX_PROFILE)"
-	@if [ "$(GRID)" != 0 ]; then source $(BIN)/activate && python -m glassbox.grid run all --profile $(GLASSBOX_PROFILE); fi
+	@if [ "$(GRID)" != 0 ]; then source $(BIN)/activate && python -m glassbox.grid run all --profile $(GLASSBOX_PROFILE) \
+	  && python -m glassbox.report.prebuild book/ --path-output $(BOOK_OUT); fi
 	source $(BIN)/activate && jupyter-book build book/ --path-output $(BOOK_OUT)
 	@echo ">> HTML: $(abspath $(BOOK_OUT))/_build/html/index.html"
 

@@ -99,7 +99,13 @@ def init_logit(rate: float) -> float:
 
 
 def fft2c(x: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2-D FFT over the last two axes (fastMRI's ``fft2c``): DC at ``(H//2, W//2)``."""
+    """Centred orthonormal 2-D FFT over the last two axes (fastMRI's ``fft2c``): DC at ``(H//2, W//2)``.
+
+    A real input is cast to complex first: torch's real-input path gives the same numbers but takes about
+    twice as long on the CPU (measured at 64-256 px, one thread).
+    """
+    if not x.is_complex():
+        x = x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
     return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
 
 
