@@ -69,6 +69,7 @@ def prebuild(book: Path, path_output: Path) -> dict[str, str]:
         except KeyError:
             todo.append(str(cache.add_nb_to_project(str(path)).uri))
     if todo:
+        print(f"executing {len(todo)} chapters side by side into {folder}", flush=True)
         load_executor("local-parallel", cache).run_and_cache(filter_uris=todo, timeout=TIMEOUT_S, allow_errors=False)
     for path in notebooks:
         if path.stem in status:
