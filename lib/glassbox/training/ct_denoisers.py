@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from glassbox.core import checks, dryrun, repro
 from glassbox.core.progress import Progress
 from glassbox.core.store import clean_orphans, write_atomically
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.models.chen_cnn import ChenCNN
 from glassbox.models.common import DenoiserError, freeze, init_model
 from glassbox.models.feature_nets import PerceptualFeatures
@@ -78,29 +79,29 @@ def perceptual_features(kind: str = "ct", *, featurenet_config: Any = None, seed
     raise DenoiserError(f"perceptual feature kind must be 'ct' or 'vgg19', got {kind!r}")
 
 
-@dataclass(frozen=True)
-class ChenConfig:
+@dataclass(frozen=True, kw_only=True)
+class ChenConfig(TrainingSettings):
     """Training of Chen et al.'s CNN: L2 loss, Adam (the paper used SGD on 33x33 patches).
 
     Paper-protocol values are ldct-benchmark's tuned ones: Adam lr 1.584e-4, batch 68.
     """
 
+    error_type = DenoiserError
+
     last_kernel: int = 5
-    epochs: int = 10
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training
     batch_size: int = 32
     lr: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.last_kernel, bool) or not isinstance(self.last_kernel, int) or self.last_kernel < 1 \
                 or self.last_kernel % 2 == 0:
             raise DenoiserError(f"last_kernel must be an odd positive integer, got {self.last_kernel!r}")
-        checks.integer(self.epochs, "epochs", error=DenoiserError)
-        checks.integer(self.batch_size, "batch_size", error=DenoiserError)
-        checks.positive_number(self.lr, "lr", error=DenoiserError)
 
 
-@dataclass(frozen=True)
-class YangConfig:
+@dataclass(frozen=True, kw_only=True)
+class YangConfig(TrainingSettings):
     """Training of WGAN-VGG. Paper: Adam lr 1e-5, betas (0.5, 0.9), batch 128, n_critic 4, lambda 10, lambda_1 0.1.
 
     ``critic_width`` 64 is the paper's; ``perceptual`` picks the feature network (see
@@ -110,7 +111,9 @@ class YangConfig:
     adversarial game from a sensible denoiser instead of from noise. ``pretrain_lr`` is its Adam rate.
     """
 
-    epochs: int = 10
+    error_type = DenoiserError
+
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training
     batch_size: int = 32
     lr: float = 1e-5
     betas: tuple[float, float] = (0.5, 0.9)
@@ -126,11 +129,10 @@ class YangConfig:
     pretrain_lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_critic", "critic_width"):
+        super().__post_init__()
+        for name in ("n_critic", "critic_width"):
             checks.integer(getattr(self, name), name, error=DenoiserError)
-        if isinstance(self.pretrain_epochs, bool) or not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
-            raise DenoiserError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}")
-        checks.positive_number(self.lr, "lr", error=DenoiserError)
+        checks.integer(self.pretrain_epochs, "pretrain_epochs", minimum=0, error=DenoiserError)
         checks.positive_number(self.pretrain_lr, "pretrain_lr", error=DenoiserError)
         checks.integer(self.pretrain_batch_size, "pretrain_batch_size", error=DenoiserError)
         checks.positive_number(self.gp_weight, "gp_weight", allow_zero=True, error=DenoiserError)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.core import checks, dryrun
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.data.tissue_crops import random_crops, simulated_ct
 from glassbox.models.common import freeze
 from glassbox.models.feature_nets import (
@@ -39,9 +40,11 @@ from glassbox.models.feature_nets import (
 )
 
 
-@dataclass(frozen=True)
-class FeatureNetConfig:
+@dataclass(frozen=True, kw_only=True)
+class FeatureNetConfig(TrainingSettings):
     """How the CT feature network is trained (simulated data and optimisation)."""
+
+    error_type = FeatureNetError
 
     size: int = 128             # phantom and reconstruction grid (3.1 mm pixels)
     crop: int = 64              # training crops of crop x crop pixels
@@ -49,14 +52,15 @@ class FeatureNetConfig:
     n_patients: int = 48        # one slice each, at low and full dose -> 2 * crops_per_image * n_patients crops
     dose: float = 0.25
     base: int = 16
-    epochs: int = 6
+    epochs: int = 6  # defaults of TrainingSettings' fields for this training
     batch_size: int = 16
     lr: float = 2e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 8 <= self.crop <= self.size or self.crop % 4:
             raise FeatureNetError(f"crop must be a multiple of 4 between 8 and size={self.size}, got {self.crop!r}")
-        for name in ("n_patients", "crops_per_image", "epochs", "batch_size", "base"):
+        for name in ("n_patients", "crops_per_image", "base"):
             checks.integer(getattr(self, name), name, error=FeatureNetError)
 
 
@@ -133,20 +137,21 @@ def pretrained_feature_net(config: FeatureNetConfig = FeatureNetConfig(), seed: 
     return feature_net_from_state(state, layers).to(device), state
 
 
-@dataclass(frozen=True)
-class FeatureAEConfig:
+@dataclass(frozen=True, kw_only=True)
+class FeatureAEConfig(TrainingSettings):
     """How the CT feature network is trained as an autoencoder of full-dose patches (MSE, Adam)."""
 
+    error_type = FeatureNetError
+
     base: int = 16
-    epochs: int = 4
+    epochs: int = 4  # defaults of TrainingSettings' fields for this training
     batch_size: int = 32
     lr: float = 2e-3
     heldout_fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("base", "epochs", "batch_size"):
-            checks.integer(getattr(self, name), name, error=FeatureNetError)
-        checks.positive_number(self.lr, "lr", error=FeatureNetError)
+        super().__post_init__()
+        checks.integer(self.base, "base", error=FeatureNetError)
         if not 0 < self.heldout_fraction < 0.5:
             raise FeatureNetError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
 

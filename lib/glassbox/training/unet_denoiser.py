@@ -62,6 +62,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from glassbox.core import checks, dryrun
 from glassbox.core.paths import store_dir
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.data import lowdose_ct
 from glassbox.measure import features, image_metrics
 from glassbox.models.common import init_model
@@ -81,9 +82,12 @@ PSNR_RANGE_HU = 4096.0
 Pairs = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
-@dataclass(frozen=True)
-class DenoiserConfig:
+@dataclass(frozen=True, kw_only=True)
+class DenoiserConfig(TrainingSettings):
     """Everything that defines one denoiser training run except the trial's seeds.
+
+    ``epochs``, ``batch_size``, ``lr`` (:class:`~glassbox.core.training_settings.TrainingSettings`) keep their
+    defaults, Qu et al.'s 200, 8 and 0.01.
 
     ``patch_size=None`` trains on whole slices (Qu et al.); with a ``patch_size``, ``n_patches``
     random co-located crops (at least ``min_foreground`` body pixels) are cut once from the training
@@ -98,9 +102,6 @@ class DenoiserConfig:
     zero_head: bool = False
     patch_size: int | None = None
     n_patches: int | None = None
-    epochs: int = 200
-    batch_size: int = 8
-    lr: float = 0.01
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -108,6 +109,7 @@ class DenoiserConfig:
     min_foreground: float = 0.25
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         levels = levels_of(self.depth)
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"width must be a positive number (1.0 = the paper's 64 base channels), "
@@ -133,7 +135,7 @@ class DenoiserConfig:
         if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
             raise ValueError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
         lowdose_ct._check_fractions(self.split_fractions)
-        self.train_config()  # validates epochs, batch_size, lr and the loss weights
+        self.train_config()  # validates the loss weights
 
     def train_config(self) -> TrainConfig:
         """The :class:`glassbox.training.loop.TrainConfig` (RMSprop, L1 + L2) of this run."""

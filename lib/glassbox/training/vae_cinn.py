@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from glassbox.core import checks, dryrun
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.data import lowdose_ct
 from glassbox.models.cinn import CINNConfig, InvarianceINN, nll_loss
 from glassbox.models.common import (
@@ -43,8 +44,8 @@ PRECOMPUTE_BYTES = 1 << 30
 recomputing ``Phi`` for every batch."""
 
 
-@dataclass(frozen=True)
-class VAEConfig:
+@dataclass(frozen=True, kw_only=True)
+class VAEConfig(TrainingSettings):
     """The VAE of CT patches: residual conv encoder/decoder (``n_res`` blocks per resolution) down to a
     ``bottom`` x ``bottom`` map, a flat or ``spatial`` latent (see :class:`glassbox.models.vae.VAE`), Gaussian
     likelihood with std ``recon_sigma_hu``, KL weight ``kl_weight``, Adam at ``lr``.
@@ -67,22 +68,25 @@ class VAEConfig:
     Adam at 1e-3 diverged (loss 1e10 by epoch 3) even with zero-initialised branches.
     """
 
+    error_type = InvarianceError
+
     latent_dim: int = 64
     width: int = 32
     n_res: int = 1
     bottom: int = 4
     spatial: bool = False
-    epochs: int = 10
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training
     batch_size: int = 64
     lr: float = 1e-3
     recon_sigma_hu: float = 20.0
     kl_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "width", "epochs", "batch_size"):
-            checks.integer(getattr(self, name), name, minimum=2 if name == "latent_dim" else 1, error=InvarianceError)
+        super().__post_init__()
+        checks.integer(self.latent_dim, "latent_dim", minimum=2, error=InvarianceError)
+        checks.integer(self.width, "width", error=InvarianceError)
         checks.integer(self.n_res, "n_res", minimum=0, error=InvarianceError)
-        for name in ("lr", "recon_sigma_hu", "kl_weight"):
+        for name in ("recon_sigma_hu", "kl_weight"):
             checks.positive_number(getattr(self, name), name, error=InvarianceError)
 
     def build(self, patch_size: int) -> VAE:
