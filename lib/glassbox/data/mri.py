@@ -56,6 +56,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 import numpy as np
+import torch
 
 from glassbox.core import dryrun
 
@@ -251,8 +252,6 @@ class MRIDataset:
 
     def tensors(self):
         """``(x, y)`` torch tensors: x (N, 1, H, W) float32, y (N,) float32 (for a TensorDataset)."""
-        import torch
-
         return (torch.from_numpy(np.ascontiguousarray(self.images[:, None], dtype=np.float32)),
                 torch.from_numpy(self.labels.astype(np.float32)))
 
@@ -568,6 +567,7 @@ def vendor_separability(images_a: np.ndarray, images_b: np.ndarray, *, features:
     ``features``: ``"spectrum"`` (log power per phase-encode line, what a line mask sees),
     ``"histogram"`` (intensity histogram, image-domain contrast) or ``"both"``. 0.5 = no shift.
     """
+    # imported here, not at the top: scikit-learn takes ~2 s to import and only this diagnostic uses it
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

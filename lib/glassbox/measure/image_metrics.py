@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 ArrayLike = np.ndarray | torch.Tensor
 Normalisation = Literal["energy", "range"]
@@ -261,8 +262,6 @@ def dice_per_class(pred_labels: ArrayLike, ref_labels: ArrayLike, n_classes: int
 
 def boundary_band(labels: ArrayLike, width: int = 2) -> np.ndarray:
     """Pixels within ``width`` pixels (chessboard distance) of a label change in a (..., H, W) label map."""
-    from scipy import ndimage
-
     values = as_float64_tensor(labels, "labels").numpy()
     if values.ndim < 2:
         raise MetricInputError(f"labels must have shape (..., H, W), got {values.shape}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 
 class NoisePowerError(ValueError):
@@ -119,8 +120,6 @@ def body_rois(reference: np.ndarray, size: int, *, stride: int | None = None, mi
     gas) filled; a region is kept when every pixel of it, grown by ``margin`` pixels on each side, is body (no
     edge of the body inside). Corners step by ``stride`` (default ``size // 2``).
     """
-    from scipy import ndimage
-
     reference = np.asarray(reference, dtype=np.float64)
     if reference.ndim != 3:
         raise NoisePowerError(f"reference must be an (S, n, n) stack, got shape {reference.shape}")

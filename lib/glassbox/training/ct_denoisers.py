@@ -36,12 +36,14 @@ from torch.utils.data import Dataset
 
 from glassbox.core import checks, dryrun, repro
 from glassbox.core.progress import Progress
-from glassbox.core.store import clean_orphans, write_atomically
+from glassbox.core.store import clean_orphans, get_or_compute, write_atomically
 from glassbox.core.training_settings import TrainingSettings
+from glassbox.models import feature_nets
 from glassbox.models.chen_cnn import ChenCNN
 from glassbox.models.common import DenoiserError, freeze, init_model
 from glassbox.models.feature_nets import PerceptualFeatures
 from glassbox.models.wgan_vgg import WGANCritic, YangGenerator
+from glassbox.training import tissue_features
 from glassbox.training.loop import History, _set_aside, checkpoint_files, epoch_order, fit, paired_loss
 from glassbox.training.losses import (
     perceptual_loss,
@@ -63,9 +65,6 @@ def perceptual_features(kind: str = "ct", *, featurenet_config: Any = None, seed
     ImageNet VGG-19 from ``vgg19_weights`` (a file the user supplies; never downloaded), default layer
     ``conv5_4`` as Yang et al.; input the HU range [-1024, 3071] mapped to [0, 1], then ImageNet mean/std.
     """
-    from glassbox.models import feature_nets
-    from glassbox.training import tissue_features
-
     if kind == "ct":
         config = featurenet_config if featurenet_config is not None else tissue_features.FeatureNetConfig()
         net, _ = tissue_features.pretrained_feature_net(config, seed=seed, device=device,
@@ -363,8 +362,6 @@ def pretrained_chen(train_set: Dataset, config: ChenConfig, *, data_key: Mapping
     configuration, its seed and, for real data, the pixels' fingerprint -- never a folder path).
     Returns the frozen model on ``device`` and the stored record (``state_dict``, ``history``).
     """
-    from glassbox.core.store import get_or_compute
-
     def compute() -> dict[str, Any]:
         model, history = train_chen(train_set, config, seed=seed, device=device, progress=progress)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history.epochs}
@@ -393,8 +390,6 @@ def pretrained_wgan_vgg(train_set: Dataset, config: YangConfig, *, data_key: Map
     (optional) builds the perceptual feature network instead of :func:`perceptual_features`; the caller must
     then pass in ``featurenet_config`` whatever identifies that network, since it is part of the store key.
     """
-    from glassbox.core.store import get_or_compute
-
     def compute() -> dict[str, Any]:
         if features_factory is not None:
             features = features_factory()

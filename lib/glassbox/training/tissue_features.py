@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.core import checks, dryrun
+from glassbox.core.store import get_or_compute
 from glassbox.core.training_settings import TrainingSettings
+from glassbox.data.phantoms import TISSUE_LABELS
 from glassbox.data.tissue_crops import random_crops, simulated_ct
-from glassbox.models.common import freeze
+from glassbox.models.common import freeze, init_model
 from glassbox.models.feature_nets import (
     FEATURE_LAYERS,
     HU_SCALE,
@@ -38,6 +40,7 @@ from glassbox.models.feature_nets import (
     FeatureNetError,
     TissueHead,
 )
+from glassbox.training.loop import fit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,10 +83,6 @@ def train_feature_net(config: FeatureNetConfig = FeatureNetConfig(), seed: int =
     The dict holds ``state_dict`` (encoder only), ``config`` (as a dict), ``history`` (per epoch) and
     ``pixel_accuracy`` on a held-out set of phantoms (with ``chance``, the majority-class accuracy).
     """
-    from glassbox.data.phantoms import TISSUE_LABELS
-    from glassbox.models.common import init_model
-    from glassbox.training.loop import fit
-
     n_classes = max(TISSUE_LABELS.values()) + 1
     inputs, labels = tissue_training_set(config, seed)
     held_out = dataclasses.replace(config, n_patients=max(4, config.n_patients // 4))
@@ -129,8 +128,6 @@ def pretrained_feature_net(config: FeatureNetConfig = FeatureNetConfig(), seed: 
 
     Returns the frozen network (on ``device``) and the stored training record.
     """
-    from glassbox.core.store import get_or_compute
-
     state = get_or_compute("featurenet", {"config": config, "seed": seed},
                            lambda: train_feature_net(config, seed, device, progress), seed=seed, device=device,
                            progress=progress)
@@ -163,9 +160,6 @@ def train_feature_autoencoder(images: Tensor, config: FeatureAEConfig = FeatureA
     The last ``heldout_fraction`` of the images is held out; returns ``state_dict`` (encoder only), ``config``
     (with ``base``, so :func:`feature_net_from_state` rebuilds it), ``history`` and ``heldout_rmse_hu``.
     """
-    from glassbox.models.common import init_model
-    from glassbox.training.loop import fit
-
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1 or images.shape[0] < 10:
         raise FeatureNetError(f"images must be a (N >= 10, 1, p, p) tensor, got {getattr(images, 'shape', images)}")
     n_held = max(1, int(round(config.heldout_fraction * images.shape[0])))
@@ -206,8 +200,6 @@ def pretrained_feature_autoencoder(images: Tensor, config: FeatureAEConfig, *, d
 
     ``data_key`` must identify ``images`` (HU / 1000). Returns the frozen encoder and the stored record.
     """
-    from glassbox.core.store import get_or_compute
-
     name, key = feature_autoencoder_entry(config, data_key=data_key, seed=seed)
     state = get_or_compute(name, key, lambda: train_feature_autoencoder(images, config, seed, device, progress),
                            seed=seed, device=device, progress=progress)

@@ -62,8 +62,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from glassbox.core import checks, dryrun
 from glassbox.core.paths import store_dir
+from glassbox.core.store import get_or_compute, key_of
 from glassbox.core.training_settings import TrainingSettings
-from glassbox.data import lowdose_ct
+from glassbox.data import ct_physics, lowdose_ct, phantoms
 from glassbox.measure import features, image_metrics
 from glassbox.models.common import init_model
 from glassbox.models.unet import UNet, layer_names, levels_of
@@ -230,8 +231,6 @@ def data_identity(data_config: lowdose_ct.CTDataConfig, seed: int, pairs: Pairs 
     """How store keys name a data set: ``pairs`` given (real data) -> its content hash; else the simulated
     data set of ``(data_config, seed)`` by its own store key, which is a pure function of the recipe and the
     library source -- so a plan can name a training's store entry without simulating the data first."""
-    from glassbox.core.store import key_of
-
     if pairs is not None:
         return "content:" + pairs_fingerprint(pairs)
     return "simulated:" + key_of(*lowdose_ct.dataset_entry(data_config, seed))
@@ -497,9 +496,6 @@ def trained_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *,
     run that is killed (a 200-epoch ``paper`` grid) resumes where it stopped when called again; the
     folder is removed once the model is stored. ``None`` trains without checkpoints.
     """
-    from glassbox.core.paths import store_dir
-    from glassbox.core.store import get_or_compute, key_of
-
     data = prepare_data(config, pairs) if data is None else data
     torch_device = torch.device(device)
     key = store_key(config, data.fingerprint, seeds, trial=trial, device=torch_device,
@@ -535,9 +531,6 @@ def resimulated_pairs(data_config: lowdose_ct.CTDataConfig, seed: int, noise_see
 
     This is how ``TrialSeeds.noise_seed`` becomes a source of randomness when a study asks for it.
     """
-    from glassbox.core.store import get_or_compute
-    from glassbox.data import ct_physics, phantoms
-
     if not isinstance(data_config, lowdose_ct.CTDataConfig):
         raise ValueError(f"data_config must be a CTDataConfig, got {type(data_config).__name__}")
     if isinstance(noise_seed, bool) or not isinstance(noise_seed, (int, np.integer)) or noise_seed < 0:

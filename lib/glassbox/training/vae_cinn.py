@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from glassbox.core import checks, dryrun
+from glassbox.core.store import get_or_compute
 from glassbox.core.training_settings import TrainingSettings
 from glassbox.data import lowdose_ct
 from glassbox.models.cinn import CINNConfig, InvarianceINN, nll_loss
@@ -267,8 +268,6 @@ def pretrained_vae(images: Tensor, config: VAEConfig, *, data_key: Mapping[str, 
     ``domain`` (e.g. ``"low dose"``, ``"full dose"``) names which images of the data set ``images`` are; it is
     part of the store key, so the VAEs of two domains never share an entry.
     """
-    from glassbox.core.store import get_or_compute
-
     def compute() -> dict[str, Any]:
         vae, history = train_vae(images, config, seed=seed, device=device, progress=progress)
         return {"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "history": history.epochs}
@@ -297,8 +296,6 @@ def pretrained_invariance_inn(network: str, net: nn.Module | None, layer: int, v
     VAE encodes (see :func:`train_invariance_inn`). ``key`` must identify ``net`` (or ``phi``), ``vae``,
     ``images`` and ``vae_images`` (their configurations, data and seed).
     """
-    from glassbox.core.store import get_or_compute
-
     if phi is None:
         if net is None:
             raise InvarianceError("pass the network `net` (and its `layer`), or the representation map `phi`")
