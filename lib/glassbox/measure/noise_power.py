@@ -25,6 +25,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from glassbox.core import checks
+
 
 class NoisePowerError(ValueError):
     """Bad noise regions, pixel size or masks for the noise power spectrum."""
@@ -40,10 +42,7 @@ def _check_rois(rois: np.ndarray) -> np.ndarray:
 
 
 def _check_pixel(pixel_mm: float) -> float:
-    if isinstance(pixel_mm, bool) or not isinstance(pixel_mm, (int, float)) or not math.isfinite(pixel_mm) \
-            or pixel_mm <= 0:
-        raise NoisePowerError(f"pixel_mm must be a positive number of millimetres, got {pixel_mm!r}")
-    return float(pixel_mm)
+    return checks.positive_number(pixel_mm, "pixel_mm (millimetres)", error=NoisePowerError)
 
 
 def frequencies(size: int, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:

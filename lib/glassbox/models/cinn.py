@@ -77,8 +77,7 @@ class CINNConfig(TrainingSettings):
         for name in ("n_blocks", "hidden", "emb_dim", "embed_width", "embed_min_size", "condition_channels"):
             checks.integer(getattr(self, name), name, error=InvarianceError)
         checks.positive_number(self.affine_clamp, "affine_clamp", error=InvarianceError)
-        if isinstance(self.hidden_depth, bool) or not isinstance(self.hidden_depth, int) or self.hidden_depth < 0:
-            raise InvarianceError(f"hidden_depth must be a non-negative integer, got {self.hidden_depth!r}")
+        checks.integer(self.hidden_depth, "hidden_depth", minimum=0, error=InvarianceError)
         checks.positive_number(self.clamp, "clamp", error=InvarianceError)
 
 
@@ -124,9 +123,7 @@ class ConditionalINN(nn.Module):
         self.cond_dim = None if cond_dim is None else checks.integer(cond_dim, "cond_dim", error=InvarianceError)
         n_blocks = checks.integer(n_blocks, "n_blocks", error=InvarianceError)
         subnet = partial(_subnet, hidden=checks.integer(hidden, "hidden", error=InvarianceError), depth=int(hidden_depth), zero_init=zero_init)
-        if isinstance(permutation_seed, bool) or not isinstance(permutation_seed, (int, np.integer)) \
-                or permutation_seed < 0:
-            raise InvarianceError(f"permutation_seed must be a non-negative integer, got {permutation_seed!r}")
+        checks.seed(permutation_seed, "permutation_seed", error=InvarianceError)
         seeds = np.random.SeedSequence([int(permutation_seed), 7]).generate_state(n_blocks)
         self.flow = Ff.SequenceINN(self.dim)
         if conditional_affine and self.cond_dim is None:

@@ -112,9 +112,7 @@ class DenoiserConfig(TrainingSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         levels = levels_of(self.depth)
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
-            raise ValueError(f"width must be a positive number (1.0 = the paper's 64 base channels), "
-                             f"got {self.width!r}")
+        checks.positive_number(self.width, "width (1.0 = the paper's 64 base channels)")
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be True or False, got {self.residual!r}")
         if self.zero_head and not self.residual:
@@ -133,8 +131,7 @@ class DenoiserConfig(TrainingSettings):
             checks.integer(self.n_patches, "n_patches")
         if not 0.0 <= self.min_foreground <= 1.0:
             raise ValueError(f"min_foreground must be in [0, 1], got {self.min_foreground!r}")
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
-            raise ValueError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
+        checks.seed(self.split_seed, "split_seed")
         lowdose_ct._check_fractions(self.split_fractions)
         self.train_config()  # validates the loss weights
 
@@ -160,11 +157,8 @@ class InitPerturbation:
     seed: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale) \
-                or self.scale < 0:
-            raise ValueError(f"InitPerturbation.scale must be a finite number >= 0, got {self.scale!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"InitPerturbation.seed must be a non-negative integer, got {self.seed!r}")
+        checks.positive_number(self.scale, "InitPerturbation.scale", allow_zero=True)
+        checks.seed(self.seed, "InitPerturbation.seed")
 
     def apply(self, model: nn.Module) -> None:
         generator = torch.Generator().manual_seed(self.seed)
@@ -473,8 +467,7 @@ def store_key(config: DenoiserConfig, identity: str, seeds: TrialSeeds, *, trial
     ``identity`` is the data's name in keys (:attr:`DenoiserData.fingerprint`, :func:`data_identity`), so a
     plan can name the entry before the data exist.
     """
-    if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
-        raise ValueError(f"trial must be a non-negative integer, got {trial!r}")
+    checks.integer(trial, "trial", minimum=0)
     return {"config": config.as_dict(), "pairs": identity, "seeds": dataclasses.asdict(seeds),
             "trial": trial, "device": torch.device(device).type, "deterministic": bool(deterministic),
             "init_perturbation": dataclasses.asdict(init_perturbation) if init_perturbation else None}
@@ -533,8 +526,7 @@ def resimulated_pairs(data_config: lowdose_ct.CTDataConfig, seed: int, noise_see
     """
     if not isinstance(data_config, lowdose_ct.CTDataConfig):
         raise ValueError(f"data_config must be a CTDataConfig, got {type(data_config).__name__}")
-    if isinstance(noise_seed, bool) or not isinstance(noise_seed, (int, np.integer)) or noise_seed < 0:
-        raise ValueError(f"noise_seed must be a non-negative integer, got {noise_seed!r}")
+    checks.seed(noise_seed, "noise_seed")
     c = data_config
 
     def compute() -> dict[str, tuple[np.ndarray, np.ndarray]]:
