@@ -46,7 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
+import yaml
+from dask.utils import parse_bytes
+from distributed import Client, LocalCluster, as_completed
+from tqdm.auto import tqdm
 
 from glassbox.chapters import CHAPTERS, chapter_config
 from glassbox.core import repro
@@ -288,9 +293,6 @@ def run_grid(planned: Sequence[Planned], client: Any, *, store_root: str | os.Pa
     ``GPU`` (one unit), so they run only on workers offering it. ``memory_cap`` (bytes) caps each worker's
     memory (:func:`glassbox.core.tasks.cap_memory`; CPU workers only); ``memory_limit`` is only quoted in errors.
     """
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     root = Path(store_root) if store_root is not None else store_dir()
     root.mkdir(parents=True, exist_ok=True)
     work_root, cleanup = _work_store(root, dry_run)
@@ -354,16 +356,12 @@ def default_workers() -> int:
 
 def total_memory() -> int:
     """Physical memory of this machine (bytes)."""
-    import psutil
-
     return int(psutil.virtual_memory().total)
 
 
 def memory_per_worker(workers: int, *, dry_run: bool = False) -> int:
     """Default memory of each of ``workers`` local workers: the machine's memory shared among them; for a dry
     run no more than 90% of the memory available now (a dry run must fail cleanly, not push others out)."""
-    import psutil
-
     share = total_memory() // workers
     if dry_run:
         share = min(share, int(0.9 * psutil.virtual_memory().available) // workers)
@@ -378,7 +376,6 @@ def parse_size(text: str | int | float | None) -> int | None:
         if not text > 0:
             raise ValueError(f"memory size must be positive, got {text!r}")
         return int(text)
-    from dask.utils import parse_bytes
 
     try:
         value = parse_bytes(str(text).strip())
@@ -396,8 +393,6 @@ def local_cluster(workers: int | None = None, *, gpu_workers: int = 0, memory_li
     with ``CUDA_VISIBLE_DEVICES``); tasks that want a GPU run only there. ``memory_limit`` per worker (bytes;
     default: the machine's memory divided among the workers) is what the nanny enforces.
     """
-    from distributed import LocalCluster
-
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -512,8 +507,6 @@ class SlurmConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> SlurmConfig:
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"--slurm {path}: no such file; write a YAML file with keys {sorted(SLURM_KEYS)}")
@@ -557,7 +550,7 @@ def _slurm_memory(n_bytes: int | None) -> str | None:
 
 def slurm_cluster(config: SlurmConfig) -> Any:
     """A ``dask_jobqueue.SLURMCluster`` for ``config``, scaled to ``config.jobs`` jobs (submitted with sbatch)."""
-    from dask_jobqueue import SLURMCluster
+    from dask_jobqueue import SLURMCluster  # here, not at the top: only Slurm runs need it (~0.7 s to import)
 
     cluster = SLURMCluster(**config.cluster_kwargs())
     cluster.scale(jobs=config.jobs)
@@ -571,8 +564,6 @@ def slurm_cluster(config: SlurmConfig) -> Any:
 def open_client(*, scheduler: str | None = None, slurm: SlurmConfig | None = None, workers: int | None = None,
                 gpu_workers: int = 0, memory_limit: int | None = None) -> Iterator[Any]:
     """A Dask client: on a running scheduler, on a new Slurm cluster, or on a new LocalCluster (the default)."""
-    from distributed import Client
-
     if scheduler and slurm:
         raise ValueError("give either --scheduler or --slurm, not both")
     cluster = None
@@ -683,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_job_script:
         if slurm is None:
             raise SystemExit("--print-job-script needs --slurm FILE")
-        from dask_jobqueue.slurm import SLURMJob
+        from dask_jobqueue.slurm import SLURMJob  # only Slurm needs it (see slurm_cluster)
 
         kwargs = {k: v for k, v in slurm.cluster_kwargs().items() if k != "scheduler_options"}
         print(SLURMJob(scheduler="tcp://SCHEDULER:8786", name="glassbox-grid", **kwargs).job_script())

@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, TextIO, TypeVar
 
+from tqdm.auto import tqdm
+
 Mode = Literal["bar", "log", "off"]
 MODES: tuple[str, ...] = ("bar", "log", "off")
 ENV = "GLASSBOX_PROGRESS"
@@ -98,8 +100,6 @@ class Progress:
         self._closed = False
         self._bar = None
         if self.mode == "bar":
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=self.total, initial=self.initial, desc=desc, unit=unit, dynamic_ncols=True,
                              leave=True)
 

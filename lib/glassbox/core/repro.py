@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from glassbox.core import checks
 from glassbox.core.paths import project_root
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -47,9 +48,7 @@ _pinned: int | None = None
 def pin_threads(count: int = THREADS) -> int:
     """Use ``count`` threads in torch's intra-op pool and in the BLAS / OpenMP pools of this process."""
     global _pinned
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"threads must be a positive integer, got {count!r}")
-    count = int(count)
+    count = checks.integer(count, "threads")
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     threadpool_limits(limits=count)

@@ -443,10 +443,6 @@ def _check_dose(dose: float) -> float:
     return float(dose)
 
 
-def _check_positive(value: float, name: str, allow_zero: bool = False) -> float:
-    return checks.positive_number(value, name, allow_zero=allow_zero)
-
-
 # --- noiseless operators in physical units ------------------------------------------------------------
 
 def forward_project(images: np.ndarray, n_angles: int | None = None) -> np.ndarray:
@@ -491,7 +487,7 @@ def reconstruct(phantom_hu: np.ndarray, n_angles: int | None = None, pixel_size_
 
 
 def _pixel_size(n: int, pixel_size_mm: float | None) -> float:
-    return pixel_mm(n) if pixel_size_mm is None else _check_positive(pixel_size_mm, "pixel_size_mm")
+    return pixel_mm(n) if pixel_size_mm is None else checks.positive_number(pixel_size_mm, "pixel_size_mm")
 
 
 def water_cylinder(n: int, diameter_mm: float = WATER_CYLINDER_DIAMETER_MM) -> np.ndarray:
@@ -500,7 +496,7 @@ def water_cylinder(n: int, diameter_mm: float = WATER_CYLINDER_DIAMETER_MM) -> n
     The field of view is :data:`FOV_MM` (pixel size :func:`pixel_mm`); the centre is pixel ``n // 2``.
     """
     n = _check_n(n)
-    diameter_mm = _check_positive(diameter_mm, "diameter_mm")
+    diameter_mm = checks.positive_number(diameter_mm, "diameter_mm")
     if diameter_mm > FOV_MM:
         raise ValueError(f"diameter_mm must be at most the field of view ({FOV_MM} mm), got {diameter_mm}")
     size = pixel_mm(n)
@@ -516,15 +512,14 @@ def _child_generators(seed: int | np.random.Generator, count: int) -> list[np.ra
     """One independent generator per slice, derived from ``seed`` (an int >= 0 or a Generator)."""
     if isinstance(seed, np.random.Generator):
         return seed.spawn(count)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or a numpy.random.Generator, got {seed!r}")
+    checks.seed(seed, "seed (or a numpy.random.Generator)")
     return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(count)]
 
 
 def _resolve_options(n: int, n_angles: int | None, i0: float | None, sigma_e: float) -> tuple[int, float, float]:
     n_angles = default_n_angles(n) if n_angles is None else _check_n_angles(n_angles)
-    i0 = default_i0(n, n_angles) if i0 is None else _check_positive(i0, "i0 (incident photons per ray)")
-    return n_angles, i0, _check_positive(sigma_e, "sigma_e (electronic noise SD in counts)", allow_zero=True)
+    i0 = default_i0(n, n_angles) if i0 is None else checks.positive_number(i0, "i0 (incident photons per ray)")
+    return n_angles, i0, checks.positive_number(sigma_e, "sigma_e (electronic noise SD in counts)", allow_zero=True)
 
 
 def _counts_to_line_integrals(counts: np.ndarray, incident: float, sigma_e: float,

@@ -127,8 +127,8 @@ class CTDataConfig:
         checks.integer(self.slices_per_patient, "slices_per_patient")
         ct_physics._check_dose(self.dose)
         if self.i0 is not None:
-            ct_physics._check_positive(self.i0, "i0")
-        ct_physics._check_positive(self.sigma_e, "sigma_e", allow_zero=True)
+            checks.positive_number(self.i0, "i0")
+        checks.positive_number(self.sigma_e, "sigma_e", allow_zero=True)
         if self.patch_size is not None:
             checks.integer(self.patch_size, "patch_size", minimum=2)
             if self.patch_size > self.n:
@@ -144,8 +144,7 @@ def patient_ids(n_patients: int) -> list[str]:
 
 def _patient_seeds(seed: int, n_patients: int) -> list[tuple[int, int]]:
     """(phantom seed, noise seed) of each patient; patient ``i`` depends only on ``(seed, i)``."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    checks.seed(seed)
     children = np.random.SeedSequence(int(seed)).spawn(n_patients)
     return [tuple(int(v) for v in child.generate_state(2)) for child in children]
 
@@ -281,8 +280,7 @@ def split_patients(ids: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 
     if len(ids) < needed:
         raise ValueError(f"need at least {needed} patients to fill the splits with fractions {fractions}, "
                          f"got {len(ids)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    checks.seed(seed)
     total = len(ids)
     exact = [f * total for f in fractions]
     counts = [math.floor(e) for e in exact]

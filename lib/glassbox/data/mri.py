@@ -56,8 +56,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 import numpy as np
+import torch
 
-from glassbox.core import dryrun
+from glassbox.core import checks, dryrun
 
 __all__ = [
     "Contrast", "Vendor", "AnatomyConfig", "MRIDataset", "FACTORS", "LINE_FACTORS", "IMAGE_FACTORS",
@@ -209,8 +210,7 @@ class AnatomyConfig:
     fgt_scale: float = 0.05
 
     def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 16:
-            raise ValueError(f"AnatomyConfig.size must be an integer >= 16, got {self.size!r}")
+        checks.integer(self.size, "AnatomyConfig.size", minimum=16)
         s = self.slices_per_patient
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 2 or s % 2:
             raise ValueError(f"AnatomyConfig.slices_per_patient must be an even integer >= 2 "
@@ -251,8 +251,6 @@ class MRIDataset:
 
     def tensors(self):
         """``(x, y)`` torch tensors: x (N, 1, H, W) float32, y (N,) float32 (for a TensorDataset)."""
-        import torch
-
         return (torch.from_numpy(np.ascontiguousarray(self.images[:, None], dtype=np.float32)),
                 torch.from_numpy(self.labels.astype(np.float32)))
 
@@ -468,10 +466,8 @@ def _resolve_vendor(vendor: Vendor | str) -> Vendor:
 
 def _simulate(n_patients: int, vendor: Vendor | str, seed: int, anatomy: AnatomyConfig | None,
               keep_stages: bool) -> tuple[MRIDataset, dict[str, np.ndarray]]:
-    if isinstance(n_patients, bool) or not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
-        raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    checks.integer(n_patients, "n_patients")
+    checks.seed(seed)
     vendor = _resolve_vendor(vendor)
     anatomy = anatomy or AnatomyConfig()
     anat_rng, ghost_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
@@ -568,6 +564,7 @@ def vendor_separability(images_a: np.ndarray, images_b: np.ndarray, *, features:
     ``features``: ``"spectrum"`` (log power per phase-encode line, what a line mask sees),
     ``"histogram"`` (intensity histogram, image-domain contrast) or ``"both"``. 0.5 = no shift.
     """
+    # imported here, not at the top: scikit-learn takes ~2 s to import and only this diagnostic uses it
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

@@ -72,8 +72,7 @@ def pixel_mm(n: int) -> float:
 
 def slice_position(slice_index: int, n_slices: int) -> float:
     """Normalised cranio-caudal position ``z = (slice_index + 0.5) / n_slices`` in (0, 1) of a slice."""
-    if isinstance(n_slices, bool) or not isinstance(n_slices, (int, np.integer)) or n_slices < 1:
-        raise ValueError(f"n_slices must be an integer >= 1, got {n_slices!r}")
+    checks.integer(n_slices, "n_slices")
     if isinstance(slice_index, bool) or not isinstance(slice_index, (int, np.integer)) \
             or not 0 <= slice_index < n_slices:
         raise ValueError(f"slice_index must be an integer in [0, {n_slices - 1}] (n_slices={n_slices}), "

@@ -29,7 +29,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import TensorDataset
 
-from glassbox.core import dryrun
+from glassbox.core import checks, dryrun
 
 BACKGROUND, LARGE, SMALL = 0, 1, 2
 CLASS_NAMES = ("background", "large", "small")
@@ -55,8 +55,7 @@ class ShapesConfig:
     blur: float = 1.0                # sigma (pixels) of the Gaussian blur of the intensity map
 
     def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 16:
-            raise ShapesConfigError(f"size must be an integer >= 16, got {self.size!r}")
+        checks.integer(self.size, "size", minimum=16, error=ShapesConfigError)
         for name in ("large_radius", "small_radius"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
@@ -174,10 +173,8 @@ def make_scene(config: ShapesConfig, seed: int | np.random.Generator, *, small_r
 
 def make_dataset(n: int, config: ShapesConfig = ShapesConfig(), seed: int = 0) -> SegmentationSet:
     """``n`` scenes; scene ``i`` is a function of ``(seed, i)`` only."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ShapesConfigError(f"n must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ShapesConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    checks.integer(n, "n", error=ShapesConfigError)
+    checks.seed(seed, error=ShapesConfigError)
     children = np.random.SeedSequence(int(seed)).spawn(int(n))
     if dryrun.active() and n > 1:  # a dry run draws one scene; the rest are copies (same shapes and memory)
         dryrun.note("shapes.make_dataset")
@@ -209,8 +206,7 @@ def volume_labels(config: ShapesConfig, rng: np.random.Generator, n_slices: int,
     10 %, and both drift by up to ``drift`` pixels across the volume. Its geometry is drawn once per
     volume, so its slices are strongly correlated examples.
     """
-    if isinstance(n_slices, bool) or not isinstance(n_slices, (int, np.integer)) or n_slices < 1:
-        raise ShapesConfigError(f"n_slices must be a positive integer, got {n_slices!r}")
+    checks.integer(n_slices, "n_slices", error=ShapesConfigError)
     if not 0 <= spread < 1:
         raise ShapesConfigError(f"spread must be in [0, 1), got {spread!r}")
     size = config.size
@@ -262,10 +258,8 @@ def make_volumes(n_volumes: int, n_slices: int, config: ShapesConfig = ShapesCon
     """
     n_volumes = _positive_count(n_volumes, "n_volumes")
     n_slices = _positive_count(n_slices, "n_slices")
-    if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0:
-        raise ShapesConfigError(f"first must be a non-negative integer, got {first!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ShapesConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    checks.integer(first, "first", minimum=0, error=ShapesConfigError)
+    checks.seed(seed, error=ShapesConfigError)
     if dryrun.active() and n_volumes > 1:  # a dry run draws one volume; the rest are copies with their own ids
         dryrun.note("shapes.make_volumes")
         one = make_volumes(1, n_slices, config, seed, first, intensity_spread)
@@ -286,9 +280,7 @@ def make_volumes(n_volumes: int, n_slices: int, config: ShapesConfig = ShapesCon
 
 
 def _positive_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ShapesConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return checks.integer(value, name, error=ShapesConfigError)
 
 
 def clean_image(labels: np.ndarray, config: ShapesConfig) -> np.ndarray:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from glassbox.core import dryrun
+from glassbox.core import checks, dryrun
 from glassbox.data import ct_physics, phantoms
 
 
@@ -20,8 +20,7 @@ def simulated_ct(n_images: int, size: int, dose: float, seed: int, n_slices: int
 
     Patient ``i`` is phantom seed ``seed * 100_003 + i`` at slice ``i % n_slices``; the scan noise comes from ``seed``.
     """
-    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    checks.integer(n_images, "n_images")
     if dryrun.active() and n_images > 1:  # a dry run simulates one image; the rest are copies (same shapes, memory)
         dryrun.note("simulated_ct")
         one = simulated_ct(1, size, dose, seed, n_slices)

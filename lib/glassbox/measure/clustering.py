@@ -203,6 +203,8 @@ def clustermap(x1: ArrayLike, x2: ArrayLike, *, labels: tuple[str, str] = ("tria
     ``max_per_trial`` draws that many samples (the same inputs in both trials, chosen with ``seed``) to keep
     the figure light. Extra keyword arguments go to ``seaborn.clustermap``. Returns the ClusterGrid.
     """
+    # imported here, not at the top: plotting libraries (seaborn ~1.5 s) that only this figure needs, so the
+    # measure layer stays free of them
     import matplotlib.patches as mpatches
     import seaborn as sns
 

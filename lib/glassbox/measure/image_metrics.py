@@ -36,6 +36,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
+
+from glassbox.core import checks
 
 ArrayLike = np.ndarray | torch.Tensor
 Normalisation = Literal["energy", "range"]
@@ -83,12 +86,7 @@ def _check_data_range(data_range: Any) -> float:
         raise MetricInputError(
             "data_range is required: the width of the intensity range the images live in, e.g. 1.0 for "
             "images in [0, 1] or the window width in HU for windowed CT; it is not guessed from the data")
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float, np.integer, np.floating)):
-        raise MetricInputError(f"data_range must be a positive number, got {data_range!r}")
-    value = float(data_range)
-    if not math.isfinite(value) or value <= 0:
-        raise MetricInputError(f"data_range must be a positive finite number, got {data_range!r}")
-    return value
+    return checks.positive_number(data_range, "data_range", error=MetricInputError)
 
 
 # --- restoration metrics ------------------------------------------------------------------------
@@ -251,8 +249,7 @@ def dice_per_class(pred_labels: ArrayLike, ref_labels: ArrayLike, n_classes: int
     if a.shape != b.shape:
         raise MetricInputError(f"pred_labels and ref_labels must have the same shape, "
                                f"got {tuple(a.shape)} and {tuple(b.shape)}")
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise MetricInputError(f"n_classes must be a positive integer, got {n_classes!r}")
+    checks.integer(n_classes, "n_classes", error=MetricInputError)
     for name, labels in (("pred_labels", a), ("ref_labels", b)):
         if not torch.all((labels == labels.round()) & (labels >= 0) & (labels < n_classes)):
             raise MetricInputError(f"{name} must hold integer labels in [0, {n_classes - 1}]")
@@ -261,13 +258,10 @@ def dice_per_class(pred_labels: ArrayLike, ref_labels: ArrayLike, n_classes: int
 
 def boundary_band(labels: ArrayLike, width: int = 2) -> np.ndarray:
     """Pixels within ``width`` pixels (chessboard distance) of a label change in a (..., H, W) label map."""
-    from scipy import ndimage
-
     values = as_float64_tensor(labels, "labels").numpy()
     if values.ndim < 2:
         raise MetricInputError(f"labels must have shape (..., H, W), got {values.shape}")
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise MetricInputError(f"width must be a positive integer number of pixels, got {width!r}")
+    checks.integer(width, "width (pixels)", error=MetricInputError)
     planes = values.reshape(-1, *values.shape[-2:])
     band = np.zeros(planes.shape, dtype=bool)
     structure = np.ones((3, 3), dtype=bool)
@@ -328,8 +322,7 @@ def reliability_bins(probs: ArrayLike, target: ArrayLike, n_bins: int = 10,
     Returns per bin: ``confidence`` (mean), ``outcome`` (mean) and ``count`` (pixels); empty bins hold NaN.
     """
     p, t = _calibration_inputs(probs, target)
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise MetricInputError(f"n_bins must be a positive integer, got {n_bins!r}")
+    checks.integer(n_bins, "n_bins", error=MetricInputError)
     confidence, predicted = p.max(dim=1)
     outcome = t.gather(1, predicted[:, None]).squeeze(1)
     if mask is not None:

@@ -23,6 +23,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
+
+from glassbox.core import checks
 
 
 class NoisePowerError(ValueError):
@@ -39,10 +42,7 @@ def _check_rois(rois: np.ndarray) -> np.ndarray:
 
 
 def _check_pixel(pixel_mm: float) -> float:
-    if isinstance(pixel_mm, bool) or not isinstance(pixel_mm, (int, float)) or not math.isfinite(pixel_mm) \
-            or pixel_mm <= 0:
-        raise NoisePowerError(f"pixel_mm must be a positive number of millimetres, got {pixel_mm!r}")
-    return float(pixel_mm)
+    return checks.positive_number(pixel_mm, "pixel_mm (millimetres)", error=NoisePowerError)
 
 
 def frequencies(size: int, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +119,6 @@ def body_rois(reference: np.ndarray, size: int, *, stride: int | None = None, mi
     gas) filled; a region is kept when every pixel of it, grown by ``margin`` pixels on each side, is body (no
     edge of the body inside). Corners step by ``stride`` (default ``size // 2``).
     """
-    from scipy import ndimage
-
     reference = np.asarray(reference, dtype=np.float64)
     if reference.ndim != 3:
         raise NoisePowerError(f"reference must be an (S, n, n) stack, got shape {reference.shape}")

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from glassbox.core import checks
+
 __all__ = ["ROCInputError", "AUCResult", "PairedAUCResult", "auc", "delong_ci", "bootstrap_ci",
            "delong_paired_test", "pair_matrix", "cluster_weights", "weighted_auc", "cluster_bootstrap_ci"]
 
@@ -118,8 +120,7 @@ def bootstrap_ci(y_true, score, *, seed: int, n_boot: int = 2000, alpha: float =
     """AUC with a percentile interval over ``n_boot`` stratified bootstrap resamples (``seed`` fixes them)."""
     y, s = _check(y_true, score)
     _z(alpha)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
-        raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
+    checks.integer(n_boot, "n_boot", minimum=10)
     rng = np.random.default_rng(seed)
     pos, neg = s[y], s[~y]
     m, n = len(pos), len(neg)
@@ -177,8 +178,7 @@ def cluster_weights(clusters, n_boot: int, rng: np.random.Generator) -> np.ndarr
     clusters = np.asarray(clusters)
     if clusters.ndim != 1 or len(clusters) == 0:
         raise ValueError(f"clusters must be a non-empty 1-D array of ids, got shape {clusters.shape}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    checks.integer(n_boot, "n_boot")
     ids, index = np.unique(clusters, return_inverse=True)
     counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_boot)
     return counts[:, index].astype(float)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from glassbox.core import checks
+
 __all__ = ["SmallAlexNet"]
 
 
@@ -33,12 +35,9 @@ class SmallAlexNet(nn.Module):
     def __init__(self, in_channels: int = 1, width: float = 1.0, hidden: int = 256, dropout: float = 0.5,
                  batch_norm: bool = True):
         super().__init__()
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
-        if not isinstance(width, (int, float)) or not width > 0:
-            raise ValueError(f"width must be a positive number, got {width!r}")
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+        checks.integer(in_channels, "in_channels")
+        checks.positive_number(width, "width")
+        checks.integer(hidden, "hidden")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         c1, c2, c3, c4, c5 = (max(1, int(round(c * width))) for c in (32, 64, 96, 96, 64))

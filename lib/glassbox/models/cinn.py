@@ -26,13 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from glassbox.core import checks
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.models.common import (
     InvarianceError,
 )
 
 
-@dataclass(frozen=True)
-class CINNConfig:
+@dataclass(frozen=True, kw_only=True)
+class CINNConfig(TrainingSettings):
     """The conditional INN: ``n_blocks`` (4 in the paper) x [ActNorm, affine coupling, permutation].
 
     ``hidden``/``hidden_depth``: the s- and t-subnets' width and number of hidden-to-hidden layers;
@@ -54,6 +55,8 @@ class CINNConfig:
     bottleneck. ``emb_dim`` is then ``condition_channels`` times the code's map size.
     """
 
+    error_type = InvarianceError
+
     n_blocks: int = 4
     hidden: int = 256
     hidden_depth: int = 1
@@ -65,19 +68,17 @@ class CINNConfig:
     affine_clamp: float = 4.0
     spatial_condition: bool = False
     condition_channels: int = 1
-    epochs: int = 10
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training
     batch_size: int = 64
     lr: float = 5e-4
 
     def __post_init__(self) -> None:
-        for name in ("n_blocks", "hidden", "emb_dim", "embed_width", "embed_min_size", "condition_channels", "epochs",
-                     "batch_size"):
+        super().__post_init__()
+        for name in ("n_blocks", "hidden", "emb_dim", "embed_width", "embed_min_size", "condition_channels"):
             checks.integer(getattr(self, name), name, error=InvarianceError)
         checks.positive_number(self.affine_clamp, "affine_clamp", error=InvarianceError)
-        if isinstance(self.hidden_depth, bool) or not isinstance(self.hidden_depth, int) or self.hidden_depth < 0:
-            raise InvarianceError(f"hidden_depth must be a non-negative integer, got {self.hidden_depth!r}")
+        checks.integer(self.hidden_depth, "hidden_depth", minimum=0, error=InvarianceError)
         checks.positive_number(self.clamp, "clamp", error=InvarianceError)
-        checks.positive_number(self.lr, "lr", error=InvarianceError)
 
 
 class NotInitializedError(RuntimeError):
@@ -122,9 +123,7 @@ class ConditionalINN(nn.Module):
         self.cond_dim = None if cond_dim is None else checks.integer(cond_dim, "cond_dim", error=InvarianceError)
         n_blocks = checks.integer(n_blocks, "n_blocks", error=InvarianceError)
         subnet = partial(_subnet, hidden=checks.integer(hidden, "hidden", error=InvarianceError), depth=int(hidden_depth), zero_init=zero_init)
-        if isinstance(permutation_seed, bool) or not isinstance(permutation_seed, (int, np.integer)) \
-                or permutation_seed < 0:
-            raise InvarianceError(f"permutation_seed must be a non-negative integer, got {permutation_seed!r}")
+        checks.seed(permutation_seed, "permutation_seed", error=InvarianceError)
         seeds = np.random.SeedSequence([int(permutation_seed), 7]).generate_state(n_blocks)
         self.flow = Ff.SequenceINN(self.dim)
         if conditional_affine and self.cond_dim is None:

@@ -61,6 +61,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from glassbox.core import checks
+
 __all__ = [
     "SAMPLE_COLUMN", "MODES", "fft2c", "ifft2c", "apply_mask", "check_rate", "init_logit", "unit_count",
     "centre_order", "centre_mask", "random_mask", "random_k_mask", "fastmri_center_fraction",
@@ -310,9 +312,7 @@ class KSpaceSampler(nn.Module):
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-            raise ValueError(f"temperature must be a positive finite number, got {value!r}")
-        self._temperature = float(value)
+        self._temperature = checks.positive_number(value, "temperature")
 
     def reseed(self, seed: int) -> None:
         """Restart the Gumbel noise stream from ``seed``."""

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glassbox.core import checks
 from glassbox.models.common import init_model
 
 UpMode = Literal["bilinear", "transposed"]
@@ -40,8 +41,7 @@ class SegNetInputError(ValueError):
 
 
 def _scaled(channels: int, width: float) -> int:
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise SegNetInputError(f"width must be a positive number (1.0 = the notes' channel counts), got {width!r}")
+    checks.positive_number(width, "width (1.0 = the notes' channel counts)", error=SegNetInputError)
     return max(1, round(channels * width))
 
 
@@ -165,8 +165,7 @@ class SmallUNet(nn.Module):
         super().__init__()
         if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 6:
             raise SegNetInputError(f"levels must be an integer in [1, 6], got {levels!r}")
-        if isinstance(base, bool) or not isinstance(base, int) or base < 1:
-            raise SegNetInputError(f"base must be a positive integer, got {base!r}")
+        checks.integer(base, "base", error=SegNetInputError)
         if residual and in_channels != out_channels:
             raise SegNetInputError(f"residual=True needs in_channels == out_channels, got {in_channels}, {out_channels}")
         if widths is None:
@@ -279,8 +278,7 @@ def width_for_parameters(name: str, target: int, *, in_channels: int = 1, out_ch
     smallest width reaching ``target`` and the step below it is compared. Used to compare
     architectures at matched size instead of at matched ``width``.
     """
-    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
-        raise SegNetInputError(f"target must be a positive number of parameters, got {target!r}")
+    checks.integer(target, "target (number of parameters)", error=SegNetInputError)
 
     def count(w: float) -> int:
         return parameter_count(name, w, in_channels=in_channels, out_channels=out_channels)

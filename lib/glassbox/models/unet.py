@@ -92,8 +92,7 @@ def levels_of(depth: int) -> int:
 
 def base_channels(width: float) -> int:
     """Channels of the first level: ``round(64 * width)``, at least 1 (``width=0.25`` -> 16)."""
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ValueError(f"width must be a positive number (1.0 = the paper's 64 base channels), got {width!r}")
+    checks.positive_number(width, "width (1.0 = the paper's 64 base channels)")
     return max(1, round(PAPER_BASE_CHANNELS * width))
 
 

@@ -92,8 +92,7 @@ class VAE(nn.Module):
         self.patch_size = _check_patch(patch_size)
         self.latent_dim = checks.integer(latent_dim, "latent_dim", minimum=2, error=InvarianceError)
         width = checks.integer(width, "width", error=InvarianceError)
-        if isinstance(n_res, bool) or not isinstance(n_res, int) or n_res < 0:
-            raise InvarianceError(f"n_res must be a non-negative integer, got {n_res!r}")
+        checks.integer(n_res, "n_res", minimum=0, error=InvarianceError)
         bottom = checks.power_of_two(bottom, "bottom", minimum=1, error=InvarianceError)
         if bottom > patch_size // 2:
             raise InvarianceError(f"bottom ({bottom}) must be at most half the patch size ({patch_size})")

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
+from IPython.display import Markdown, display
 
 from glassbox.measure.claims import Check, Claim
 
@@ -101,6 +102,4 @@ def conclusions_markdown(claims: Sequence[Claim], digits: int = 3) -> str:
 
 def display_conclusions(claims: Sequence[Claim], digits: int = 3) -> None:
     """Show :func:`conclusions_markdown` as Markdown in the notebook (and the built book)."""
-    from IPython.display import Markdown, display
-
     display(Markdown(conclusions_markdown(claims, digits)))

@@ -12,6 +12,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from IPython.display import display
+
 TITLE = "Provenance of this page"
 
 
@@ -95,6 +97,4 @@ class Provenance:
 def show(run: Any, extra: Mapping[str, str | Sequence[str]] | None = None) -> None:
     """Display the provenance of ``run`` (a :class:`~glassbox.report.profiles.Run`) as of now; ``extra`` adds
     rows (e.g. the results files a page read). Returns nothing, so a cell ending with it shows one block."""
-    from IPython.display import display
-
     display(Provenance(run.record(), extra))

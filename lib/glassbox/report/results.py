@@ -11,6 +11,7 @@ unambiguous, those three strings cannot be written as text.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
+from myst_nb import glue as _glue
 
 from glassbox.core.paths import results_dir
 from glassbox.core.store import write_atomically
@@ -44,10 +47,6 @@ def to_jsonable(value: Any, nonfinite: Literal["string", "float"] = "string") ->
     ``nonfinite="string"`` (for files) writes NaN and infinities as ``"NaN"``, ``"Infinity"``,
     ``"-Infinity"`` and refuses those three strings as text; ``"float"`` keeps them as floats (for glue).
     """
-    import dataclasses
-
-    import pandas as pd
-
     def again(v: Any) -> Any:
         return to_jsonable(v, nonfinite)
 
@@ -162,6 +161,4 @@ def glue(name: str, value: Any) -> None:
     MyST-NB formats glued numbers from their ``repr``; a NumPy scalar's repr (``np.float64(2.0)``) cannot
     be formatted and the book build warns, so values pass through :func:`to_jsonable` first.
     """
-    from myst_nb import glue as _glue
-
     _glue(name, to_jsonable(value, nonfinite="float"), display=False)

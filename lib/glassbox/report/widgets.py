@@ -18,8 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+import ipywidgets
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 from matplotlib.figure import Figure
 
 from glassbox.data import degrade
@@ -33,15 +35,11 @@ class WidgetError(ValueError):
 
 
 def _display(obj: Any) -> None:
-    from IPython.display import display
-
     display(obj)
 
 
 def slider(description: str, value: float, low: float, high: float, step: float):
     """A float slider that reports only on release (each redraw can take a moment)."""
-    import ipywidgets
-
     if not low <= value <= high:
         raise WidgetError(f"slider {description!r}: value {value} is outside [{low}, {high}]")
     return ipywidgets.FloatSlider(value=value, min=low, max=high, step=step, description=description,
@@ -80,8 +78,6 @@ def interactive_figure(draw: Callable[..., Figure], controls: Mapping[str, Any],
     their current values are the defaults. ``display_now=False`` builds everything without
     displaying (for tests or custom layouts).
     """
-    import ipywidgets
-
     if not controls:
         raise WidgetError("controls must name at least one widget")
     for name, control in controls.items():

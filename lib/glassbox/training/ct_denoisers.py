@@ -36,11 +36,14 @@ from torch.utils.data import Dataset
 
 from glassbox.core import checks, dryrun, repro
 from glassbox.core.progress import Progress
-from glassbox.core.store import clean_orphans, write_atomically
+from glassbox.core.store import clean_orphans, get_or_compute, write_atomically
+from glassbox.core.training_settings import TrainingSettings
+from glassbox.models import feature_nets
 from glassbox.models.chen_cnn import ChenCNN
 from glassbox.models.common import DenoiserError, freeze, init_model
 from glassbox.models.feature_nets import PerceptualFeatures
 from glassbox.models.wgan_vgg import WGANCritic, YangGenerator
+from glassbox.training import tissue_features
 from glassbox.training.loop import History, _set_aside, checkpoint_files, epoch_order, fit, paired_loss
 from glassbox.training.losses import (
     perceptual_loss,
@@ -62,9 +65,6 @@ def perceptual_features(kind: str = "ct", *, featurenet_config: Any = None, seed
     ImageNet VGG-19 from ``vgg19_weights`` (a file the user supplies; never downloaded), default layer
     ``conv5_4`` as Yang et al.; input the HU range [-1024, 3071] mapped to [0, 1], then ImageNet mean/std.
     """
-    from glassbox.models import feature_nets
-    from glassbox.training import tissue_features
-
     if kind == "ct":
         config = featurenet_config if featurenet_config is not None else tissue_features.FeatureNetConfig()
         net, _ = tissue_features.pretrained_feature_net(config, seed=seed, device=device,
@@ -78,29 +78,29 @@ def perceptual_features(kind: str = "ct", *, featurenet_config: Any = None, seed
     raise DenoiserError(f"perceptual feature kind must be 'ct' or 'vgg19', got {kind!r}")
 
 
-@dataclass(frozen=True)
-class ChenConfig:
+@dataclass(frozen=True, kw_only=True)
+class ChenConfig(TrainingSettings):
     """Training of Chen et al.'s CNN: L2 loss, Adam (the paper used SGD on 33x33 patches).
 
     Paper-protocol values are ldct-benchmark's tuned ones: Adam lr 1.584e-4, batch 68.
     """
 
+    error_type = DenoiserError
+
     last_kernel: int = 5
-    epochs: int = 10
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training
     batch_size: int = 32
     lr: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.last_kernel, bool) or not isinstance(self.last_kernel, int) or self.last_kernel < 1 \
                 or self.last_kernel % 2 == 0:
             raise DenoiserError(f"last_kernel must be an odd positive integer, got {self.last_kernel!r}")
-        checks.integer(self.epochs, "epochs", error=DenoiserError)
-        checks.integer(self.batch_size, "batch_size", error=DenoiserError)
-        checks.positive_number(self.lr, "lr", error=DenoiserError)
 
 
-@dataclass(frozen=True)
-class YangConfig:
+@dataclass(frozen=True, kw_only=True)
+class YangConfig(TrainingSettings):
     """Training of WGAN-VGG. Paper: Adam lr 1e-5, betas (0.5, 0.9), batch 128, n_critic 4, lambda 10, lambda_1 0.1.
 
     ``critic_width`` 64 is the paper's; ``perceptual`` picks the feature network (see
@@ -110,7 +110,9 @@ class YangConfig:
     adversarial game from a sensible denoiser instead of from noise. ``pretrain_lr`` is its Adam rate.
     """
 
-    epochs: int = 10
+    error_type = DenoiserError
+
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training
     batch_size: int = 32
     lr: float = 1e-5
     betas: tuple[float, float] = (0.5, 0.9)
@@ -126,11 +128,10 @@ class YangConfig:
     pretrain_lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_critic", "critic_width"):
+        super().__post_init__()
+        for name in ("n_critic", "critic_width"):
             checks.integer(getattr(self, name), name, error=DenoiserError)
-        if isinstance(self.pretrain_epochs, bool) or not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
-            raise DenoiserError(f"pretrain_epochs must be a non-negative integer, got {self.pretrain_epochs!r}")
-        checks.positive_number(self.lr, "lr", error=DenoiserError)
+        checks.integer(self.pretrain_epochs, "pretrain_epochs", minimum=0, error=DenoiserError)
         checks.positive_number(self.pretrain_lr, "pretrain_lr", error=DenoiserError)
         checks.integer(self.pretrain_batch_size, "pretrain_batch_size", error=DenoiserError)
         checks.positive_number(self.gp_weight, "gp_weight", allow_zero=True, error=DenoiserError)
@@ -361,8 +362,6 @@ def pretrained_chen(train_set: Dataset, config: ChenConfig, *, data_key: Mapping
     configuration, its seed and, for real data, the pixels' fingerprint -- never a folder path).
     Returns the frozen model on ``device`` and the stored record (``state_dict``, ``history``).
     """
-    from glassbox.core.store import get_or_compute
-
     def compute() -> dict[str, Any]:
         model, history = train_chen(train_set, config, seed=seed, device=device, progress=progress)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history.epochs}
@@ -391,8 +390,6 @@ def pretrained_wgan_vgg(train_set: Dataset, config: YangConfig, *, data_key: Map
     (optional) builds the perceptual feature network instead of :func:`perceptual_features`; the caller must
     then pass in ``featurenet_config`` whatever identifies that network, since it is part of the store key.
     """
-    from glassbox.core.store import get_or_compute
-
     def compute() -> dict[str, Any]:
         if features_factory is not None:
             features = features_factory()

@@ -72,6 +72,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from glassbox.core import checks, dryrun, repro
 from glassbox.core.progress import Progress
 from glassbox.core.store import clean_orphans, write_atomically
+from glassbox.core.training_settings import TrainingSettings
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -192,28 +193,24 @@ def cosine_adam(lr: float, total_steps: int, final_fraction: float = 0.05) -> Op
     return partial(CosineAdam, lr=float(lr), total_steps=total_steps, final_fraction=final_fraction)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(TrainingSettings):
     """Training knobs; the defaults are Qu et al.'s (batch 8, RMSprop lr 0.01, L1 + L2), epochs is required.
 
     The paper trains 200 epochs. ``rmsprop_alpha`` / ``rmsprop_eps`` are PyTorch's defaults (the paper
     is silent); ``l1_weight`` / ``l2_weight`` weight the two loss terms (the paper is silent; 1 and 1).
     """
 
-    epochs: int
-    batch_size: int = 8
-    lr: float = 0.01
+    epochs: int = field()  # required here: field() drops the inherited default (a bare annotation keeps it)
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        checks.integer(self.epochs, "epochs")
-        checks.integer(self.batch_size, "batch_size")
-        for name in ("lr", "rmsprop_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        super().__post_init__()
+        if not self.rmsprop_eps > 0:
+            raise ValueError(f"rmsprop_eps must be positive, got {self.rmsprop_eps!r}")
         for name in ("l1_weight", "l2_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")

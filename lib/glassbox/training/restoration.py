@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from glassbox.core import checks, dryrun, repro
 from glassbox.core.progress import Progress
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.models import common, segnets
 from glassbox.models.common import init_model
 from glassbox.training import losses
@@ -38,22 +39,23 @@ class RestorationTrainingError(ValueError):
     """A bad argument to a restoration training (unknown loss, missing feature network, bad shapes)."""
 
 
-@dataclass(frozen=True)
-class RegressorTraining:
+@dataclass(frozen=True, kw_only=True)
+class RegressorTraining(TrainingSettings):
     """The network (``base`` channels, ``levels`` poolings) and its optimisation (Adam; with ``cosine``, its rate
     falls along a half cosine to 5 % by the last step, :class:`glassbox.training.loop.CosineAdam`)."""
 
+    error_type = RestorationTrainingError
+
     base: int = 16
     levels: int = 2
-    epochs: int = 10
-    batch_size: int = 8
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training (batch_size keeps its 8)
     lr: float = 1e-3
     cosine: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("base", "levels", "epochs", "batch_size"):
+        super().__post_init__()
+        for name in ("base", "levels"):
             checks.integer(getattr(self, name), name, error=RestorationTrainingError)
-        checks.positive_number(self.lr, "lr", error=RestorationTrainingError)
 
     def optimizer(self, n_images: int) -> Callable[[Any], torch.optim.Optimizer]:
         """The optimizer factory for a training set of ``n_images`` images."""

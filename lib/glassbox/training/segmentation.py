@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from glassbox.core import checks, dryrun
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.data import shapes
 from glassbox.measure import image_metrics
 from glassbox.models import segnets
@@ -45,22 +46,20 @@ class SegmentationTrainingError(ValueError):
 
 
 @dataclass(frozen=True)
-class SegTraining:
+class SegTraining(TrainingSettings):
     """How one segmentation network is trained: Adam with learning rate ``lr``, ``epochs`` x ``batch_size``.
 
     ``cosine=True`` lowers the rate along a half cosine to 5 % of ``lr`` by the last step
     (:class:`glassbox.training.loop.CosineAdam`), so that a short training ends on small steps.
+    Not keyword-only: callers write ``SegTraining(epochs, batch_size, lr)`` (re-stated fields are positional).
     """
 
-    epochs: int = 15
+    error_type = SegmentationTrainingError
+
+    epochs: int = 15  # defaults of TrainingSettings' fields for this training
     batch_size: int = 16
     lr: float = 3e-3
     cosine: bool = False
-
-    def __post_init__(self) -> None:
-        checks.integer(self.epochs, "epochs", error=SegmentationTrainingError)
-        checks.integer(self.batch_size, "batch_size", error=SegmentationTrainingError)
-        checks.positive_number(self.lr, "lr", error=SegmentationTrainingError)
 
     def epochs_for(self, n_images: int, steps: int) -> SegTraining:
         """The same training with as many epochs as ``steps`` optimiser steps need on ``n_images`` images.

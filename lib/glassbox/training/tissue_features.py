@@ -27,8 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.core import checks, dryrun
+from glassbox.core.store import get_or_compute
+from glassbox.core.training_settings import TrainingSettings
+from glassbox.data.phantoms import TISSUE_LABELS
 from glassbox.data.tissue_crops import random_crops, simulated_ct
-from glassbox.models.common import freeze
+from glassbox.models.common import freeze, init_model
 from glassbox.models.feature_nets import (
     FEATURE_LAYERS,
     HU_SCALE,
@@ -37,11 +40,14 @@ from glassbox.models.feature_nets import (
     FeatureNetError,
     TissueHead,
 )
+from glassbox.training.loop import fit
 
 
-@dataclass(frozen=True)
-class FeatureNetConfig:
+@dataclass(frozen=True, kw_only=True)
+class FeatureNetConfig(TrainingSettings):
     """How the CT feature network is trained (simulated data and optimisation)."""
+
+    error_type = FeatureNetError
 
     size: int = 128             # phantom and reconstruction grid (3.1 mm pixels)
     crop: int = 64              # training crops of crop x crop pixels
@@ -49,14 +55,15 @@ class FeatureNetConfig:
     n_patients: int = 48        # one slice each, at low and full dose -> 2 * crops_per_image * n_patients crops
     dose: float = 0.25
     base: int = 16
-    epochs: int = 6
+    epochs: int = 6  # defaults of TrainingSettings' fields for this training
     batch_size: int = 16
     lr: float = 2e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 8 <= self.crop <= self.size or self.crop % 4:
             raise FeatureNetError(f"crop must be a multiple of 4 between 8 and size={self.size}, got {self.crop!r}")
-        for name in ("n_patients", "crops_per_image", "epochs", "batch_size", "base"):
+        for name in ("n_patients", "crops_per_image", "base"):
             checks.integer(getattr(self, name), name, error=FeatureNetError)
 
 
@@ -76,10 +83,6 @@ def train_feature_net(config: FeatureNetConfig = FeatureNetConfig(), seed: int =
     The dict holds ``state_dict`` (encoder only), ``config`` (as a dict), ``history`` (per epoch) and
     ``pixel_accuracy`` on a held-out set of phantoms (with ``chance``, the majority-class accuracy).
     """
-    from glassbox.data.phantoms import TISSUE_LABELS
-    from glassbox.models.common import init_model
-    from glassbox.training.loop import fit
-
     n_classes = max(TISSUE_LABELS.values()) + 1
     inputs, labels = tissue_training_set(config, seed)
     held_out = dataclasses.replace(config, n_patients=max(4, config.n_patients // 4))
@@ -125,28 +128,27 @@ def pretrained_feature_net(config: FeatureNetConfig = FeatureNetConfig(), seed: 
 
     Returns the frozen network (on ``device``) and the stored training record.
     """
-    from glassbox.core.store import get_or_compute
-
     state = get_or_compute("featurenet", {"config": config, "seed": seed},
                            lambda: train_feature_net(config, seed, device, progress), seed=seed, device=device,
                            progress=progress)
     return feature_net_from_state(state, layers).to(device), state
 
 
-@dataclass(frozen=True)
-class FeatureAEConfig:
+@dataclass(frozen=True, kw_only=True)
+class FeatureAEConfig(TrainingSettings):
     """How the CT feature network is trained as an autoencoder of full-dose patches (MSE, Adam)."""
 
+    error_type = FeatureNetError
+
     base: int = 16
-    epochs: int = 4
+    epochs: int = 4  # defaults of TrainingSettings' fields for this training
     batch_size: int = 32
     lr: float = 2e-3
     heldout_fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("base", "epochs", "batch_size"):
-            checks.integer(getattr(self, name), name, error=FeatureNetError)
-        checks.positive_number(self.lr, "lr", error=FeatureNetError)
+        super().__post_init__()
+        checks.integer(self.base, "base", error=FeatureNetError)
         if not 0 < self.heldout_fraction < 0.5:
             raise FeatureNetError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction!r}")
 
@@ -158,9 +160,6 @@ def train_feature_autoencoder(images: Tensor, config: FeatureAEConfig = FeatureA
     The last ``heldout_fraction`` of the images is held out; returns ``state_dict`` (encoder only), ``config``
     (with ``base``, so :func:`feature_net_from_state` rebuilds it), ``history`` and ``heldout_rmse_hu``.
     """
-    from glassbox.models.common import init_model
-    from glassbox.training.loop import fit
-
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1 or images.shape[0] < 10:
         raise FeatureNetError(f"images must be a (N >= 10, 1, p, p) tensor, got {getattr(images, 'shape', images)}")
     n_held = max(1, int(round(config.heldout_fraction * images.shape[0])))
@@ -201,8 +200,6 @@ def pretrained_feature_autoencoder(images: Tensor, config: FeatureAEConfig, *, d
 
     ``data_key`` must identify ``images`` (HU / 1000). Returns the frozen encoder and the stored record.
     """
-    from glassbox.core.store import get_or_compute
-
     name, key = feature_autoencoder_entry(config, data_key=data_key, seed=seed)
     state = get_or_compute(name, key, lambda: train_feature_autoencoder(images, config, seed, device, progress),
                            seed=seed, device=device, progress=progress)

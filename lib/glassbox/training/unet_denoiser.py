@@ -62,7 +62,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from glassbox.core import checks, dryrun
 from glassbox.core.paths import store_dir
-from glassbox.data import lowdose_ct
+from glassbox.core.store import get_or_compute, key_of
+from glassbox.core.training_settings import TrainingSettings
+from glassbox.data import ct_physics, lowdose_ct, phantoms
 from glassbox.measure import features, image_metrics
 from glassbox.models.common import init_model
 from glassbox.models.unet import UNet, layer_names, levels_of
@@ -81,9 +83,12 @@ PSNR_RANGE_HU = 4096.0
 Pairs = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
-@dataclass(frozen=True)
-class DenoiserConfig:
+@dataclass(frozen=True, kw_only=True)
+class DenoiserConfig(TrainingSettings):
     """Everything that defines one denoiser training run except the trial's seeds.
+
+    ``epochs``, ``batch_size``, ``lr`` (:class:`~glassbox.core.training_settings.TrainingSettings`) keep their
+    defaults, Qu et al.'s 200, 8 and 0.01.
 
     ``patch_size=None`` trains on whole slices (Qu et al.); with a ``patch_size``, ``n_patches``
     random co-located crops (at least ``min_foreground`` body pixels) are cut once from the training
@@ -98,9 +103,6 @@ class DenoiserConfig:
     zero_head: bool = False
     patch_size: int | None = None
     n_patches: int | None = None
-    epochs: int = 200
-    batch_size: int = 8
-    lr: float = 0.01
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -108,10 +110,9 @@ class DenoiserConfig:
     min_foreground: float = 0.25
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         levels = levels_of(self.depth)
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
-            raise ValueError(f"width must be a positive number (1.0 = the paper's 64 base channels), "
-                             f"got {self.width!r}")
+        checks.positive_number(self.width, "width (1.0 = the paper's 64 base channels)")
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be True or False, got {self.residual!r}")
         if self.zero_head and not self.residual:
@@ -130,10 +131,9 @@ class DenoiserConfig:
             checks.integer(self.n_patches, "n_patches")
         if not 0.0 <= self.min_foreground <= 1.0:
             raise ValueError(f"min_foreground must be in [0, 1], got {self.min_foreground!r}")
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
-            raise ValueError(f"split_seed must be a non-negative integer, got {self.split_seed!r}")
+        checks.seed(self.split_seed, "split_seed")
         lowdose_ct._check_fractions(self.split_fractions)
-        self.train_config()  # validates epochs, batch_size, lr and the loss weights
+        self.train_config()  # validates the loss weights
 
     def train_config(self) -> TrainConfig:
         """The :class:`glassbox.training.loop.TrainConfig` (RMSprop, L1 + L2) of this run."""
@@ -157,11 +157,8 @@ class InitPerturbation:
     seed: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale) \
-                or self.scale < 0:
-            raise ValueError(f"InitPerturbation.scale must be a finite number >= 0, got {self.scale!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"InitPerturbation.seed must be a non-negative integer, got {self.seed!r}")
+        checks.positive_number(self.scale, "InitPerturbation.scale", allow_zero=True)
+        checks.seed(self.seed, "InitPerturbation.seed")
 
     def apply(self, model: nn.Module) -> None:
         generator = torch.Generator().manual_seed(self.seed)
@@ -228,8 +225,6 @@ def data_identity(data_config: lowdose_ct.CTDataConfig, seed: int, pairs: Pairs 
     """How store keys name a data set: ``pairs`` given (real data) -> its content hash; else the simulated
     data set of ``(data_config, seed)`` by its own store key, which is a pure function of the recipe and the
     library source -- so a plan can name a training's store entry without simulating the data first."""
-    from glassbox.core.store import key_of
-
     if pairs is not None:
         return "content:" + pairs_fingerprint(pairs)
     return "simulated:" + key_of(*lowdose_ct.dataset_entry(data_config, seed))
@@ -472,8 +467,7 @@ def store_key(config: DenoiserConfig, identity: str, seeds: TrialSeeds, *, trial
     ``identity`` is the data's name in keys (:attr:`DenoiserData.fingerprint`, :func:`data_identity`), so a
     plan can name the entry before the data exist.
     """
-    if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
-        raise ValueError(f"trial must be a non-negative integer, got {trial!r}")
+    checks.integer(trial, "trial", minimum=0)
     return {"config": config.as_dict(), "pairs": identity, "seeds": dataclasses.asdict(seeds),
             "trial": trial, "device": torch.device(device).type, "deterministic": bool(deterministic),
             "init_perturbation": dataclasses.asdict(init_perturbation) if init_perturbation else None}
@@ -495,9 +489,6 @@ def trained_denoiser(config: DenoiserConfig, pairs: Pairs, seeds: TrialSeeds, *,
     run that is killed (a 200-epoch ``paper`` grid) resumes where it stopped when called again; the
     folder is removed once the model is stored. ``None`` trains without checkpoints.
     """
-    from glassbox.core.paths import store_dir
-    from glassbox.core.store import get_or_compute, key_of
-
     data = prepare_data(config, pairs) if data is None else data
     torch_device = torch.device(device)
     key = store_key(config, data.fingerprint, seeds, trial=trial, device=torch_device,
@@ -533,13 +524,9 @@ def resimulated_pairs(data_config: lowdose_ct.CTDataConfig, seed: int, noise_see
 
     This is how ``TrialSeeds.noise_seed`` becomes a source of randomness when a study asks for it.
     """
-    from glassbox.core.store import get_or_compute
-    from glassbox.data import ct_physics, phantoms
-
     if not isinstance(data_config, lowdose_ct.CTDataConfig):
         raise ValueError(f"data_config must be a CTDataConfig, got {type(data_config).__name__}")
-    if isinstance(noise_seed, bool) or not isinstance(noise_seed, (int, np.integer)) or noise_seed < 0:
-        raise ValueError(f"noise_seed must be a non-negative integer, got {noise_seed!r}")
+    checks.seed(noise_seed, "noise_seed")
     c = data_config
 
     def compute() -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from glassbox.core import checks, dryrun
+from glassbox.core.store import get_or_compute
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.data import lowdose_ct
 from glassbox.models.cinn import CINNConfig, InvarianceINN, nll_loss
 from glassbox.models.common import (
@@ -43,8 +45,8 @@ PRECOMPUTE_BYTES = 1 << 30
 recomputing ``Phi`` for every batch."""
 
 
-@dataclass(frozen=True)
-class VAEConfig:
+@dataclass(frozen=True, kw_only=True)
+class VAEConfig(TrainingSettings):
     """The VAE of CT patches: residual conv encoder/decoder (``n_res`` blocks per resolution) down to a
     ``bottom`` x ``bottom`` map, a flat or ``spatial`` latent (see :class:`glassbox.models.vae.VAE`), Gaussian
     likelihood with std ``recon_sigma_hu``, KL weight ``kl_weight``, Adam at ``lr``.
@@ -67,22 +69,25 @@ class VAEConfig:
     Adam at 1e-3 diverged (loss 1e10 by epoch 3) even with zero-initialised branches.
     """
 
+    error_type = InvarianceError
+
     latent_dim: int = 64
     width: int = 32
     n_res: int = 1
     bottom: int = 4
     spatial: bool = False
-    epochs: int = 10
+    epochs: int = 10  # defaults of TrainingSettings' fields for this training
     batch_size: int = 64
     lr: float = 1e-3
     recon_sigma_hu: float = 20.0
     kl_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "width", "epochs", "batch_size"):
-            checks.integer(getattr(self, name), name, minimum=2 if name == "latent_dim" else 1, error=InvarianceError)
+        super().__post_init__()
+        checks.integer(self.latent_dim, "latent_dim", minimum=2, error=InvarianceError)
+        checks.integer(self.width, "width", error=InvarianceError)
         checks.integer(self.n_res, "n_res", minimum=0, error=InvarianceError)
-        for name in ("lr", "recon_sigma_hu", "kl_weight"):
+        for name in ("recon_sigma_hu", "kl_weight"):
             checks.positive_number(getattr(self, name), name, error=InvarianceError)
 
     def build(self, patch_size: int) -> VAE:
@@ -263,8 +268,6 @@ def pretrained_vae(images: Tensor, config: VAEConfig, *, data_key: Mapping[str, 
     ``domain`` (e.g. ``"low dose"``, ``"full dose"``) names which images of the data set ``images`` are; it is
     part of the store key, so the VAEs of two domains never share an entry.
     """
-    from glassbox.core.store import get_or_compute
-
     def compute() -> dict[str, Any]:
         vae, history = train_vae(images, config, seed=seed, device=device, progress=progress)
         return {"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "history": history.epochs}
@@ -293,8 +296,6 @@ def pretrained_invariance_inn(network: str, net: nn.Module | None, layer: int, v
     VAE encodes (see :func:`train_invariance_inn`). ``key`` must identify ``net`` (or ``phi``), ``vae``,
     ``images`` and ``vae_images`` (their configurations, data and seed).
     """
-    from glassbox.core.store import get_or_compute
-
     if phi is None:
         if net is None:
             raise InvarianceError("pass the network `net` (and its `layer`), or the representation map `phi`")
