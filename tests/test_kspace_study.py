@@ -15,6 +15,7 @@ from glassbox.core import dryrun
 from glassbox.data.mri import MRIDataset
 from glassbox.measure.claims import InvariantError
 from glassbox.studies import kspace as kx
+from glassbox.studies.kspace import cohorts, models, tables
 
 SMOKE = kx.PROFILES["smoke"]
 
@@ -53,7 +54,7 @@ def test_paper_table_is_stored_as_printed_and_read_both_ways():
     assert all(len(col) == 10 for table in t.values() for col in table.values())
     table = kx.paper_table()
     assert len(table) == 20 and table["1 - rate (reading 2)"].isna().sum() == 2  # the rate-1 rows sample nothing
-    rows = kx._paper_rows("A", 0.234)
+    rows = tables._paper_rows("A", 0.234)
     assert rows["paper rate (reading 1)"] == 0.242 and rows["paper 1-rate (reading 2)"] == pytest.approx(0.196)
     assert rows["paper own (2)"] == 0.902  # GE row 0.804, read as 1 - 0.804
 
@@ -216,7 +217,7 @@ def test_vendor_b_choice_changes_b_and_the_scans_with_its_changed_factors_only(s
     assert all(np.array_equal(calibrated.test[n].images, smoke_data.test[n].images) for n in same)
     assert all(not np.array_equal(calibrated.test[n].images, smoke_data.test[n].images)
                for n in ("B", "A+contrast", "A+coil", "A+image", "A+all"))
-    assert kx._data_key(SMOKE, 0) != kx._data_key(dataclasses.replace(SMOKE, vendor_b="calibrated"), 0)
+    assert cohorts._data_key(SMOKE, 0) != cohorts._data_key(dataclasses.replace(SMOKE, vendor_b="calibrated"), 0)
 
 
 def test_a_dry_run_scores_one_batch_and_copies_the_ablation_scans(smoke_data):
@@ -234,7 +235,7 @@ def test_a_dry_run_scores_one_batch_and_copies_the_ablation_scans(smoke_data):
 def test_a_dry_run_trains_one_model_per_shape_and_copies_it_for_another_vendor_or_seed(smoke_data, tmp_path,
                                                                                         monkeypatch):
     monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path / "store"))
-    monkeypatch.setattr(kx, "_DRY_RUN_MODELS", {})
+    monkeypatch.setattr(models, "_DRY_RUN_MODELS", {})
     first, other = kx.ModelSpec("A", "full", SMOKE.size, 0), kx.ModelSpec("B", "full", SMOKE.size, 1)
     centre, fewer = kx.ModelSpec("A", "centre", SMOKE.k(0.25), 0), kx.ModelSpec("B", "centre", 3, 1)
     with dryrun.dry_run() as log:
@@ -244,14 +245,14 @@ def test_a_dry_run_trains_one_model_per_shape_and_copies_it_for_another_vendor_o
     assert all(torch.equal(b["state_dict"][n], t) for n, t in a["state_dict"].items())  # a copy of a
     assert c["eval_units"].sum() == centre.k != a["eval_units"].sum()  # another kind: trained, not copied
     assert d["spec"] == dataclasses.asdict(fewer) and np.array_equal(d["eval_units"], c["eval_units"])  # a copy
-    assert len(kx._DRY_RUN_MODELS) == 2
+    assert len(models._DRY_RUN_MODELS) == 2
     first_set = next(iter(a["scores"]))
     assert all(np.array_equal(s, a["scores"][first_set]) for s in a["scores"].values())
     assert log.cut["kspace test sets scored as copies"] == 2 * (len(smoke_data.test) - 1)
     # outside a dry run (and with a store that holds no dry-run entries) every model trains and scores every test set
     monkeypatch.setenv("GLASSBOX_STORE", str(tmp_path / "real"))
     real = kx.load_or_train(SMOKE, other, 0, data=smoke_data)
-    assert len(kx._DRY_RUN_MODELS) == 2 and not np.array_equal(real["scores"]["A"], real["scores"]["B"])
+    assert len(models._DRY_RUN_MODELS) == 2 and not np.array_equal(real["scores"]["A"], real["scores"]["B"])
 
 
 def test_evaluation_mask_is_the_mask_the_final_classifier_was_trained_on(smoke_data):
@@ -284,8 +285,8 @@ def test_after_the_plan_the_study_trains_nothing(tmp_path, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the chapter computed something the plan should have stored")
 
-    monkeypatch.setattr(kx, "train_model", forbidden)
-    monkeypatch.setattr(kx, "simulate_data", forbidden)
+    monkeypatch.setattr(models, "train_model", forbidden)
+    monkeypatch.setattr(cohorts, "simulate_data", forbidden)
     result = kx.run_study(SMOKE, seed=3, device=torch.device("cpu"), progress=False)
     assert len(result.models) == len(tasks) - 1
     assert sorted(p.name for p in (tmp_path / "store").rglob("*.pt")) == stored

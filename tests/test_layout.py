@@ -5,6 +5,7 @@
   shown to fail on an upward import and on a study-to-study import, so it is not vacuous.
 - A chapter code cell defines no function or class (exercise stubs, tagged ``exercise``, and their
   solutions, tagged ``solution``, excepted) and has at most :data:`MAX_CELL_LINES` lines of code.
+- No study module is over :data:`MAX_STUDY_MODULE_LINES` lines (a big study is a package, one job a module).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib" / "glassbox"
 BOOK = ROOT / "book"
 MAX_CELL_LINES = 25
+MAX_STUDY_MODULE_LINES = 600
 LAYERS = ("core", "data", "models", "measure", "training", "report", "studies")
 
 
@@ -50,7 +52,7 @@ def test_every_module_sits_in_a_layer():
     ("core/paths.py", "import glassbox.studies.kspace\n", "glassbox.core is not allowed to import glassbox.studies"),
     ("data/shapes.py", "import glassbox.training.loop\n", "glassbox.data is not allowed to import glassbox.training"),
     ("chapters.py", "import glassbox.grid\n", "glassbox.chapters is not allowed to import glassbox.grid"),
-    ("studies/kspace.py", "import glassbox.studies.pixelwise\n",
+    ("studies/kspace/models.py", "import glassbox.studies.pixelwise\n",
      "glassbox.studies.kspace is not allowed to import glassbox.studies.pixelwise"),
 ])
 def test_contract_fails_on_a_forbidden_import(tmp_path, module, injected, broken):
@@ -63,6 +65,14 @@ def test_contract_fails_on_a_forbidden_import(tmp_path, module, injected, broken
     proc = _lint_imports(config, pythonpath=tmp_path / "lib")
     assert proc.returncode != 0, "an upward import must break the layers contract"
     assert broken in " ".join(proc.stdout.split()), proc.stdout[-3000:]
+
+
+def test_study_modules_stay_small():
+    """No module of ``glassbox.studies`` is over :data:`MAX_STUDY_MODULE_LINES` lines: a chapter's study that
+    grows becomes a package of modules with one job each (config, jobs, one per section, claims, figures)."""
+    sizes = {str(p.relative_to(LIB)): len(p.read_text().splitlines()) for p in sorted((LIB / "studies").rglob("*.py"))}
+    big = {name: n for name, n in sizes.items() if n > MAX_STUDY_MODULE_LINES}
+    assert not big, f"study modules over {MAX_STUDY_MODULE_LINES} lines: {big}; split each into a package by job"
 
 
 def _chapters() -> list[Path]:

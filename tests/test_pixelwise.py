@@ -12,6 +12,7 @@ from glassbox.core.store import key_of
 from glassbox.data import degrade, shapes
 from glassbox.models import feature_nets
 from glassbox.studies import pixelwise as pw
+from glassbox.studies.pixelwise import jobs as pw_jobs
 from glassbox.training import losses
 from glassbox.training import restoration as rst
 from glassbox.training import segmentation as seg
@@ -321,7 +322,7 @@ def test_a_dry_run_tries_each_configuration_once_on_token_data():
     jobs = pw.loss_jobs(dataclasses.replace(SMOKE, loss_seeds=2), 0)   # [ce, dice] x 2 seeds
     with dryrun.dry_run() as log:
         assert dryrun.head([1, 2, 3], 2, "list") == [1, 2]
-        results = [pw._compute(job, "cpu", False) for job in jobs]
+        results = [pw_jobs._compute(job, "cpu", False) for job in jobs]
         dry_train, _ = jobs[0].data.build()
     assert results[0] is results[2] and results[1] is results[3] and results[0] is not results[1]
     assert sum(n for where, n in log.cut.items() if "replicate" in where) == 2

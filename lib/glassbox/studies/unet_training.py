@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -27,10 +28,12 @@ from glassbox.core import repro
 from glassbox.core.store import get_or_compute
 from glassbox.core.tasks import Task
 from glassbox.data import lowdose_ct
+from glassbox.measure import image_metrics
 from glassbox.measure.claims import (
     Check,
     Claim,
     Deviation,
+    apply_checks,
     equivalence_rule,
     interval_rule,
     not_testable,
@@ -38,8 +41,9 @@ from glassbox.measure.claims import (
     require,
 )
 from glassbox.measure.stats import bootstrap_mean
+from glassbox.report.plotting import image_grid
 from glassbox.training import unet_denoiser, unet_grid
-from glassbox.training.loop import CONTROL_SEEDING, SEEDING_MODES, trial_seeds
+from glassbox.training.loop import CONTROL_SEEDING, SEEDING_MODES, SHARED_SEEDS, trial_seeds
 from glassbox.training.unet_denoiser import DenoiserConfig
 from glassbox.training.unet_grid import QuConfig, TrainedModel, max_weight_difference
 
@@ -194,7 +198,6 @@ def table1_view(result: TrainingResult) -> pd.DataFrame:
 
 def seeding_table(result: TrainingResult) -> pd.DataFrame:
     """Per model: which seeds the two trials share, their largest weight difference and bit-identity."""
-    from glassbox.training.loop import SHARED_SEEDS
 
     view = result.table1[["model", "seeding", "max_weight_difference", "identical_weights", "difference"]].copy()
     view.insert(2, "shared seeds", [", ".join(sorted(SHARED_SEEDS[s])) or "none" for s in view["seeding"]])
@@ -221,7 +224,6 @@ _STYLES = {"random": "-", "fixed": "--", "fully_fixed": ":"}
 
 def plot_training_curves(result: TrainingResult):
     """Validation PSNR per epoch, one panel per architecture, with the low-dose input's PSNR as the floor."""
-    import matplotlib.pyplot as plt
 
     floor = (result.floor_val or result.floor_test)["psnr"]
     depths = list(dict.fromkeys(k[0] for k in result.models))
@@ -250,8 +252,6 @@ def plot_training_curves(result: TrainingResult):
 def plot_examples(result: TrainingResult, *, window: str = "abdomen"):
     """Low-dose input, full-dose target, trial 1 of each architecture and the control on the middle slice of the
     first test patient, PSNR of the whole slice in the titles."""
-    from glassbox.measure import image_metrics
-    from glassbox.report.plotting import image_grid
 
     patient = result.split["test"][0]
     slice_index = result.pairs[patient][0].shape[0] // 2
@@ -318,7 +318,6 @@ def _combine(verdicts: Sequence[str]) -> str:
 
 def claims(result: TrainingResult, run_checks: Sequence[Check] = ()) -> list[Claim]:
     """The chapter's verdicts (:mod:`glassbox.measure.claims`); thresholds are stated in each claim's rule."""
-    from glassbox.measure.claims import apply_checks
 
     t1 = result.table1
     random_rows = t1[t1["seeding"] == "random"].reset_index(drop=True)
