@@ -27,7 +27,7 @@ import torch
 
 import gridplans
 from glassbox import grid
-from glassbox.core import dryrun, repro
+from glassbox.core import cluster, dryrun, repro
 from glassbox.core.store import Store
 from glassbox.core.tasks import PlanMismatchError, Task, execute, is_stored
 from glassbox.data import lowdose_ct
@@ -297,7 +297,7 @@ def test_slurm_config_becomes_a_gpu_job_script_with_one_worker_offering_the_gpu(
 
     path = tmp_path / "slurm.yaml"
     path.write_text(SLURM_YAML)
-    config = grid.SlurmConfig.from_file(path)
+    config = cluster.SlurmConfig.from_file(path)
     assert (config.partition, config.jobs, config.cores, config.gpus) == ("gpu", 4, 8, 1)
     kwargs = {k: v for k, v in config.cluster_kwargs().items() if k != "scheduler_options"}
     script = SLURMJob(scheduler="tcp://10.0.0.1:8786", name="glassbox-grid", **kwargs).job_script()
@@ -313,7 +313,7 @@ def test_slurm_config_becomes_a_gpu_job_script_with_one_worker_offering_the_gpu(
 def test_slurm_cpu_jobs_run_one_single_threaded_worker_per_core(tmp_path):
     from dask_jobqueue.slurm import SLURMJob
 
-    config = grid.SlurmConfig.from_mapping({"partition": "cpu", "memory": "32GiB", "cores": 16})
+    config = cluster.SlurmConfig.from_mapping({"partition": "cpu", "memory": "32GiB", "cores": 16})
     kwargs = {k: v for k, v in config.cluster_kwargs().items() if k != "scheduler_options"}
     script = SLURMJob(scheduler="tcp://10.0.0.1:8786", **kwargs).job_script()
     assert "--nthreads 1" in script and "--nworkers 16" in script and "GPU" not in script and "gres" not in script
@@ -323,11 +323,11 @@ def test_slurm_cpu_jobs_run_one_single_threaded_worker_per_core(tmp_path):
 def test_slurm_cluster_accepts_the_configuration_without_submitting_a_job():
     from dask_jobqueue import SLURMCluster
 
-    config = grid.SlurmConfig.from_mapping({"partition": "gpu", "memory": "16GB", "gpus": 1, "host": "127.0.0.1"})
-    with SLURMCluster(**config.cluster_kwargs()) as cluster:  # starts only the scheduler; sbatch runs on scale()
-        script = cluster.job_script()
-        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-    assert f"dask_worker {cluster.scheduler_address}" in script and "--resources GPU=1" in script
+    config = cluster.SlurmConfig.from_mapping({"partition": "gpu", "memory": "16GB", "gpus": 1, "host": "127.0.0.1"})
+    with SLURMCluster(**config.cluster_kwargs()) as slurm:  # starts only the scheduler; sbatch runs on scale()
+        script = slurm.job_script()
+        assert slurm.scheduler_address.startswith("tcp://127.0.0.1:")
+    assert f"dask_worker {slurm.scheduler_address}" in script and "--resources GPU=1" in script
 
 
 @pytest.mark.parametrize("data, message", [
@@ -343,7 +343,7 @@ def test_slurm_cluster_accepts_the_configuration_without_submitting_a_job():
 ])
 def test_slurm_config_refuses_bad_input_naming_it(data, message):
     with pytest.raises(ValueError, match=message):
-        grid.SlurmConfig.from_mapping(data)
+        cluster.SlurmConfig.from_mapping(data)
 
 
 def test_cli_prints_the_slurm_job_script(tmp_path, capsys):
@@ -360,7 +360,7 @@ def test_cli_prints_the_slurm_job_script(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def client():
-    with grid.open_client(workers=2, gpu_workers=1) as dask_client:
+    with cluster.open_client(workers=2, gpu_workers=1) as dask_client:
         yield dask_client
 
 
@@ -445,7 +445,7 @@ from glassbox.data.lowdose_ct import DATA_PROFILES
 if __name__ == "__main__":
     tasks = grid.topological([grid.Planned(t, ("test",)) for t in gridplans.plan(DATA_PROFILES["smoke"], trials=3)
                               + gridplans.pid_probes(30, ready={ready!r}, hold_s=0.1, size=1 << 22)])
-    with grid.open_client(workers=2) as client:
+    with cluster.open_client(workers=2) as client:
         Path({ready!r}, str(os.getpid())).touch()  # the probes start once both runs are up
         outcomes = grid.run_grid(tasks, client, store_root={store!r}, progress=False)
     print("STATUSES", [o.status for o in outcomes])

@@ -5,7 +5,7 @@
   shown to fail on an upward import and on a study-to-study import, so it is not vacuous.
 - A chapter code cell defines no function or class (exercise stubs, tagged ``exercise``, and their
   solutions, tagged ``solution``, excepted) and has at most :data:`MAX_CELL_LINES` lines of code.
-- No study module is over :data:`MAX_STUDY_MODULE_LINES` lines (a big study is a package, one job a module).
+- No module is over :data:`MAX_MODULE_LINES` lines unless it does one job (listed); a big study is a package, one job a module.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib" / "glassbox"
 BOOK = ROOT / "book"
 MAX_CELL_LINES = 25
-MAX_STUDY_MODULE_LINES = 600
+MAX_MODULE_LINES = 600
 LAYERS = ("core", "data", "models", "measure", "training", "report", "studies")
 
 
@@ -67,12 +67,22 @@ def test_contract_fails_on_a_forbidden_import(tmp_path, module, injected, broken
     assert broken in " ".join(proc.stdout.split()), proc.stdout[-3000:]
 
 
-def test_study_modules_stay_small():
-    """No module of ``glassbox.studies`` is over :data:`MAX_STUDY_MODULE_LINES` lines: a chapter's study that
-    grows becomes a package of modules with one job each (config, jobs, one per section, claims, figures)."""
-    sizes = {str(p.relative_to(LIB)): len(p.read_text().splitlines()) for p in sorted((LIB / "studies").rglob("*.py"))}
-    big = {name: n for name, n in sizes.items() if n > MAX_STUDY_MODULE_LINES}
-    assert not big, f"study modules over {MAX_STUDY_MODULE_LINES} lines: {big}; split each into a package by job"
+# Modules over the limit that do one job, and that job (a new entry needs a reason of the same kind).
+ONE_JOB_MODULES = {
+    "data/dicom.py": "CT DICOM series in and out, every tag checked (one reader, one writer, their shared checks)",
+    "data/ct_physics.py": "the CT forward model and filtered back-projection",
+    "measure/similarity.py": "the representation similarities (CCA, SVCCA, PWCCA, CKA, cosine) on one cross-moment core",
+}
+
+
+def test_modules_stay_small_or_do_one_job():
+    """No module of the library is over :data:`MAX_MODULE_LINES` lines unless it is listed, with its one job,
+    in :data:`ONE_JOB_MODULES`: a chapter's study that grows becomes a package of modules with one job each
+    (config, jobs, one per section, claims, figures); the grid's cluster set-up lives in ``core.cluster``."""
+    sizes = {p.relative_to(LIB).as_posix(): len(p.read_text().splitlines()) for p in sorted(LIB.rglob("*.py"))}
+    big = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES and name not in ONE_JOB_MODULES}
+    assert not big, f"modules over {MAX_MODULE_LINES} lines: {big}; split each by job"
+    assert set(ONE_JOB_MODULES) <= set(sizes), "a listed module no longer exists: take it off ONE_JOB_MODULES"
 
 
 def _chapters() -> list[Path]:

@@ -14,6 +14,7 @@ from glassbox.core.training_settings import TrainingSettings
 from glassbox.models.cinn import CINNConfig
 from glassbox.models.common import DenoiserError, InvarianceError
 from glassbox.models.feature_nets import FeatureNetError
+from glassbox.studies.kspace import KSpaceConfig
 from glassbox.training.ct_denoisers import ChenConfig, YangConfig
 from glassbox.training.loop import TrainConfig
 from glassbox.training.restoration import RegressorTraining, RestorationTrainingError
@@ -35,9 +36,10 @@ CONFIGS = {
     CINNConfig: (InvarianceError, (10, 64, 5e-4)),
     FeatureNetConfig: (FeatureNetError, (6, 16, 2e-3)),
     FeatureAEConfig: (FeatureNetError, (4, 32, 2e-3)),
+    KSpaceConfig: (ValueError, (8, 64, 1e-3)),
 }
-# configs with these fields that do not inherit the base yet (the k-space study's, while studies are being split)
-PENDING = {"KSpaceConfig"}
+# configs with these fields that do not inherit the base yet
+PENDING: set[str] = set()
 
 
 def _library_dataclasses() -> dict[str, type]:

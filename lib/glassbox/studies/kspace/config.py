@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glassbox.core import checks as argcheck
+from glassbox.core.training_settings import TrainingSettings
 from glassbox.data.mri import (
     FACTORS,
     IMAGE_FACTORS,
@@ -70,9 +71,13 @@ VENDOR_B_TEXT: dict[str, str] = {
 """How the chapter names the vendor B preset a run uses."""
 
 
-@dataclass(frozen=True)
-class KSpaceConfig:
-    """Knobs of the chapter (data, masks, training, evaluation). Defaults are the ``quick`` profile."""
+@dataclass(frozen=True, kw_only=True)
+class KSpaceConfig(TrainingSettings):
+    """Knobs of the chapter (data, masks, training, evaluation). Defaults are the ``quick`` profile.
+
+    ``epochs``, ``batch_size`` and ``lr`` (:class:`~glassbox.core.training_settings.TrainingSettings`) train every
+    classifier on its fixed, or frozen learned, mask.
+    """
 
     # data: separate training and test cohorts per vendor (so no patient is in both)
     size: int = 64                        # image side = number of phase-encode lines
@@ -87,7 +92,7 @@ class KSpaceConfig:
     width: float = 0.5
     dropout: float = 0.5
     mask_epochs: int = 8                  # learned masks: the layer and a network trained end to end
-    epochs: int = 8                       # every classifier on its (fixed, or frozen learned) mask
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 1e-3
     logit_lr: float = 0.05
@@ -102,8 +107,8 @@ class KSpaceConfig:
     vendor_b: str = "first"
 
     def __post_init__(self) -> None:
-        for name in ("size", "n_train", "n_test", "mask_epochs", "epochs", "batch_size", "n_seeds",
-                     "eval_draws", "n_boot"):
+        super().__post_init__()
+        for name in ("size", "n_train", "n_test", "mask_epochs", "n_seeds", "eval_draws", "n_boot"):
             argcheck.integer(getattr(self, name), name)
         if self.size < 16:
             raise ValueError(f"size must be at least 16 (SmallAlexNet's smallest input), got {self.size}")
@@ -117,7 +122,7 @@ class KSpaceConfig:
             raise ValueError(f"rates {self.rates} give repeated line counts {ks} at size {self.size}")
         if not set(self.baseline_rates) <= set(self.rates):
             raise ValueError(f"baseline_rates {self.baseline_rates} must be among rates {self.rates}")
-        for name in ("lr", "logit_lr", "temperature", "width"):
+        for name in ("logit_lr", "temperature", "width"):
             argcheck.positive_number(getattr(self, name), name)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
