@@ -440,6 +440,7 @@ sys.path.insert(0, {tests!r})
 import cloudpickle, gridplans
 cloudpickle.register_pickle_by_value(gridplans)
 from glassbox import grid
+from glassbox.core import cluster
 from glassbox.data.lowdose_ct import DATA_PROFILES
 
 if __name__ == "__main__":
