@@ -7,11 +7,16 @@ build``, whose chapters find their models in the store) against ``make book GRID
 it needs while it executes, one notebook after another). ``ref/ours`` is the speed-up of the grid.
 
 Targets on the reference machine (2 cores, ``quick``): speed-up >= 1.5 and the whole cold book with the grid
-within 20 minutes. Run it on an idle machine: ``python bench/run.py grid`` (two cold builds, about 40 minutes).
+within 20 minutes. The two builds must also agree: every chapter's ``results/*.json`` equal
+(``scripts/compare_results.py``), or the row fails whatever its speed. ``GLASSBOX_BENCH_KEEP=DIR`` keeps both
+builds (store, results, HTML, logs) in ``DIR`` instead of a temporary folder. Run it on an idle machine:
+``python bench/run.py grid`` (two cold builds, about 55 minutes).
 ``run(quick=True)`` builds on ``smoke``: it checks the benchmark, not the targets (a smoke book trains little).
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -47,18 +52,33 @@ def _make_book(grid: bool, profile: str, folder: Path) -> tuple[float, float | N
     return seconds, grid_seconds
 
 
+def _result_differences(first: Path, second: Path) -> list[str]:
+    """Differences between two builds' results files (scripts/compare_results.py; timings and run records aside)."""
+    spec = importlib.util.spec_from_file_location("compare_results", ROOT / "scripts" / "compare_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not any(first.glob("*.json")):
+        return [f"no results files in {first}"]
+    return module.compare_folders(first, second)
+
+
 def run(quick: bool) -> list[Row]:
     profile = "smoke" if quick else "quick"
     # warm the interpreter's file cache once, so neither build pays for the first import alone
     subprocess.run([sys.executable, "-c", "import glassbox.chapters, distributed"], cwd=ROOT, check=True)
-    with tempfile.TemporaryDirectory(prefix="bench-grid-") as tmp:
+    keep = os.environ.get("GLASSBOX_BENCH_KEEP")
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="bench-grid-")) as tmp:
         serial, _ = _make_book(False, profile, Path(tmp) / "serial")
         with_grid, grid_phase = _make_book(True, profile, Path(tmp) / "grid")
+        differences = _result_differences(Path(tmp) / "serial" / "results", Path(tmp) / "grid" / "results")
     workers = len(os.sched_getaffinity(0))
     speedup = serial / with_grid
     note = (f"{profile}, {workers} workers; grid phase {grid_phase:.0f} s of it" if grid_phase is not None
             else f"{profile}, {workers} workers")
+    note += ("; results identical to the serial build" if not differences
+             else f"; {len(differences)} results differ from the serial build, first: {differences[0]}")
     return [Row(name=f"cold make book ({profile}): with grid vs without", ours=with_grid, reference=serial, unit="s",
                 target=f"ref/ours >= {SPEEDUP_TARGET}, ours <= {BOOK_TARGET_S:.0f} s",
-                passed=None if quick else bool(speedup >= SPEEDUP_TARGET and with_grid <= BOOK_TARGET_S),
+                passed=False if differences else (None if quick else bool(speedup >= SPEEDUP_TARGET
+                                                                          and with_grid <= BOOK_TARGET_S)),
                 note=note)]
