@@ -30,23 +30,34 @@ from glassbox.core.repro import library_fingerprint
 from glassbox.report.profiles import default_profile
 from glassbox.report.sphinx import cache_folder
 
-TIMEOUT_S = 3600  # the same per-cell limit as _config.yml's execute.timeout
+DEFAULT_TIMEOUT_S = 30  # Jupyter Book 1's per-cell limit (seconds) when _config.yml sets no execute.timeout
+
+
+def _book_file(book: Path, name: str) -> Path:
+    """The book's ``name`` (``_toc.yml``, ``_config.yml``): beside the source folder, as ours, or inside it."""
+    path = book.parent / name if (book.parent / name).is_file() else book / name
+    if not path.is_file():
+        raise FileNotFoundError(f"no {name} beside or inside {book}")
+    return path
+
+
+def execution_timeout(book: Path) -> int:
+    """The per-cell time limit the build uses (``execute.timeout`` of ``_config.yml``), so both steps agree."""
+    config = yaml.safe_load(_book_file(book, "_config.yml").read_text()) or {}
+    return int((config.get("execute") or {}).get("timeout", DEFAULT_TIMEOUT_S))
 
 
 def toc_notebooks(book: Path) -> list[Path]:
     """The ``.ipynb`` files the book's table of contents names, in its order."""
-    toc = book.parent / "_toc.yml" if (book.parent / "_toc.yml").is_file() else book / "_toc.yml"
-    if not toc.is_file():
-        raise FileNotFoundError(f"no _toc.yml beside or inside {book}")
-    data = yaml.safe_load(toc.read_text())
+    data = yaml.safe_load(_book_file(book, "_toc.yml").read_text())
     chapters = list(data.get("chapters", [])) + [c for part in data.get("parts", []) for c in part.get("chapters", [])]
     names = [data["root"]] + [c["file"] for c in chapters if "file" in c]
     return [book / f"{name}.ipynb" for name in names if (book / f"{name}.ipynb").is_file()]
 
 
-def forces_execution(path: Path) -> bool:
+def forces_execution(notebook: nbformat.NotebookNode) -> bool:
     """True when the notebook's metadata sets ``mystnb.execution_mode`` to something other than the cache."""
-    mode = nbformat.read(path, as_version=4).metadata.get("mystnb", {}).get("execution_mode")
+    mode = notebook.metadata.get("mystnb", {}).get("execution_mode")
     return mode not in (None, "cache")
 
 
@@ -59,23 +70,26 @@ def prebuild(book: Path, path_output: Path) -> dict[str, str]:
     folder = cache_folder(outdir, default_profile(), library_fingerprint())
     folder.parent.mkdir(parents=True, exist_ok=True)
     cache = get_cache(str(folder))
-    notebooks = [p.resolve() for p in toc_notebooks(Path(book).resolve()) if not forces_execution(p)]
+    book = Path(book).resolve()
+    sources = {path: nbformat.read(path, as_version=4) for path in toc_notebooks(book)}
+    notebooks = {path: nb for path, nb in sources.items() if not forces_execution(nb)}
     status: dict[str, str] = {}
     todo = []
-    for path in notebooks:
+    for path, notebook in notebooks.items():
         try:
-            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            cache.match_cache_notebook(notebook)
             status[path.stem] = "cached"
         except KeyError:
             todo.append(str(cache.add_nb_to_project(str(path)).uri))
     if todo:
         print(f"executing {len(todo)} chapters side by side into {folder}", flush=True)
-        load_executor("local-parallel", cache).run_and_cache(filter_uris=todo, timeout=TIMEOUT_S, allow_errors=False)
-    for path in notebooks:
+        load_executor("local-parallel", cache).run_and_cache(filter_uris=todo, timeout=execution_timeout(book),
+                                                             allow_errors=False)
+    for path, notebook in notebooks.items():
         if path.stem in status:
             continue
         try:
-            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            cache.match_cache_notebook(notebook)
             status[path.stem] = "executed"
         except KeyError:
             record = cache.get_project_record(str(path))

@@ -53,6 +53,14 @@ def _paired(result: RandomnessResult, first: str, second: str, column: str = "ck
     return np.array([p[(first, k)] - p[(second, k)] for k in range(result.config.n_pairs)])
 
 
+def _difference_interval(d: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Mean of paired CKA differences and its 95 % t-interval, within the range a difference can take ([-2, 2];
+    the whole range when the interval is undefined, e.g. for one pair)."""
+    mean, lo, hi = interval(d)
+    lo, hi = (lo, hi) if np.isfinite(lo) else (-math.inf, math.inf)
+    return mean, (max(lo, -2.0), min(hi, 2.0))
+
+
 def checks(result: RandomnessResult) -> list[Check]:
     """Invariants (raise when broken) and quality checks of the run."""
     first = next(iter(result.experiment.trials.values()))
@@ -99,10 +107,8 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
     cfg, conditions, out = result.config, set(result.conditions), []
     trained = ("trained-beyond-input",)
     if {"data_order", "init_and_order"} <= conditions:
-        d = _paired(result, "data_order", "init_and_order")
-        mean, lo, hi = interval(d)
-        lo, hi = (lo, hi) if np.isfinite(lo) else (-math.inf, math.inf)
-        verdict, rule = interval_rule((max(lo, -2.0), min(hi, 2.0)), below=0.0,
+        mean, bounds = _difference_interval(_paired(result, "data_order", "init_and_order"))
+        verdict, rule = interval_rule(bounds, below=0.0,
                                       what="CKA(fixed) - CKA(random)")
         out.append(Claim(
             id="qu-fixed-seeding", chapter=CHAPTER, source="Qu et al., Sec. V", reference=unet_grid.REFERENCE,
@@ -112,7 +118,7 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
                  f"order) minus that of the init_and_order pair (own weights and order), same trial A; 95 % t-interval "
                  f"over {cfg.n_pairs} pairs",
             verdict=verdict, rule=rule + " (contradicted: fixed seeding does make the trials more alike)",
-            ours=mean, interval=(max(lo, -2.0), min(hi, 2.0)), interval_kind="95 % t over pairs",
+            ours=mean, interval=bounds, interval_kind="95 % t over pairs",
             section="randomness-sources", depends_on=trained))
     tests = result.tests.dropna(subset=["p_value"])
     if len(tests):
@@ -137,17 +143,15 @@ def claims(result: RandomnessResult, run_checks: Sequence[Check] = ()) -> list[C
             test=f"ulp pairs whose final parameters and buffers are not bit-identical: {separated} of {len(ulp)}",
             verdict=verdict, rule=rule, ours=float(separated), section="randomness-drift"))
     if {"ulp", "init_and_order"} <= conditions:
-        d = _paired(result, "ulp", "init_and_order")
-        mean, lo, hi = interval(d)
-        lo, hi = (lo, hi) if np.isfinite(lo) else (-math.inf, math.inf)
-        verdict, rule = interval_rule((max(lo, -2.0), min(hi, 2.0)), above=0.0, what="CKA(ulp) - CKA(random)")
+        mean, bounds = _difference_interval(_paired(result, "ulp", "init_and_order"))
+        verdict, rule = interval_rule(bounds, above=0.0, what="CKA(ulp) - CKA(random)")
         out.append(Claim(
             id="ulp-closer-than-seeds", chapter=CHAPTER, source="this book",
             statement="In a run this short, trials one ulp apart end with features closer than trials with different "
                       "seeds (Qu's random seeding).",
             test=f"per pair: debiased CKA (mean over layers) of the ulp pair minus that of the init_and_order pair; "
                  f"95 % t-interval over {cfg.n_pairs} pairs",
-            verdict=verdict, rule=rule, ours=mean, interval=(max(lo, -2.0), min(hi, 2.0)),
+            verdict=verdict, rule=rule, ours=mean, interval=bounds,
             interval_kind="95 % t over pairs", section="randomness-drift", depends_on=trained))
     seed_rows = result.corr[(result.corr["pairs"] == "seed-level pairs") & (result.corr["target"] == "psnr_diff")]
     if len(seed_rows) and np.isfinite(seed_rows["lo"].iloc[0]):
